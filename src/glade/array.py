@@ -83,7 +83,8 @@ class Array:
             data = np.asarray(data)
         if not isinstance(data, np.ndarray):
             if type(data).__module__.startswith("torch"):
-                data = _torch_to_numpy(data)
+                # Training mutates tensors in place: a record must not change under it.
+                data, copy = _torch_to_numpy(data), True
             else:
                 raise TypeError(
                     f"Array wraps a numpy.ndarray (or a torch.Tensor), got "
@@ -127,7 +128,7 @@ class Array:
     @property
     def dtype(self) -> str:
         """Dtype name, e.g. ``"float32"`` or ``"bfloat16"``."""
-        return self._data.dtype.name
+        return str(self._data.dtype.name)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -156,7 +157,8 @@ class Array:
 
     def memoryview(self) -> memoryview:
         """The raw bytes as a flat read-only memoryview (zero-copy)."""
-        return memoryview(self._data.reshape(-1).view(np.uint8))
+        flat: Any = self._data.reshape(-1).view(np.uint8)
+        return memoryview(flat)
 
     def tobytes(self) -> bytes:
         return self._data.tobytes()
@@ -207,8 +209,10 @@ def _torch_to_numpy(tensor: Any) -> np.ndarray[Any, Any]:
     if t.dtype == torch.bfloat16:
         import ml_dtypes
 
-        return t.contiguous().view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return t.contiguous().numpy()
+        out: np.ndarray[Any, Any] = t.contiguous().view(torch.int16).numpy()
+        return out.view(ml_dtypes.bfloat16)
+    arr: np.ndarray[Any, Any] = t.contiguous().numpy()
+    return arr
 
 
 def torch_state_dict(arrays: Iterable[tuple[str, Array]]) -> OrderedDict[str, Any]:

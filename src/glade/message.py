@@ -120,9 +120,7 @@ class Message:
         if (content is None) == (error is None):
             raise ValueError("a Message carries exactly one of content or error")
         if content is not None and not isinstance(content, RecordDict):
-            raise TypeError(
-                f"Message content must be a RecordDict, got {type(content).__name__}"
-            )
+            raise TypeError(f"Message content must be a RecordDict, got {type(content).__name__}")
         if error is not None and not isinstance(error, Error):
             raise TypeError(f"Message error must be an Error, got {type(error).__name__}")
         self.content = content
@@ -187,5 +185,3 @@ def _reply_metadata(to: Message) -> Metadata:
         ttl=md.ttl,
         created_at=time.time(),
     )
-
-

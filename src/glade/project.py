@@ -151,7 +151,7 @@ def parse_run_config(text: str | None) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(
                 f"bad run-config entry {item!r}: expected key=value pairs separated by "
-                "spaces, e.g. --run-config \"num-server-rounds=5 lr=0.1\""
+                'spaces, e.g. --run-config "num-server-rounds=5 lr=0.1"'
             )
         try:
             out[key] = tomllib.loads(f"v = {raw.strip()}")["v"]
@@ -164,7 +164,9 @@ def parse_run_config(text: str | None) -> dict[str, Any]:
 
 def _split_items(text: str) -> list[str]:
     """Split on whitespace outside quotes and brackets."""
-    items, buf, quote, depth = [], [], "", 0
+    items: list[str] = []
+    buf: list[str] = []
+    quote, depth = "", 0
     for ch in text:
         if quote:
             quote = "" if ch == quote else quote
@@ -210,15 +212,13 @@ def load_app(ref: str, *, kind: type, app_dir: str | Path | None = None) -> Any:
             "(pip install -e APP_DIR)"
         ) from exc
     except Exception as exc:
-        raise AppLoadError(
-            f"importing {module_name!r} raised {type(exc).__name__}: {exc}"
-        ) from exc
+        raise AppLoadError(f"importing {module_name!r} raised {type(exc).__name__}: {exc}") from exc
     try:
         obj = getattr(module, attr)
     except AttributeError:
-        raise AppLoadError(f"module {module_name!r} has no attribute {attr!r} (from {ref!r})") from None
-    if not isinstance(obj, kind):
         raise AppLoadError(
-            f"{ref!r} is a {type(obj).__name__}, expected a {kind.__name__}"
-        )
+            f"module {module_name!r} has no attribute {attr!r} (from {ref!r})"
+        ) from None
+    if not isinstance(obj, kind):
+        raise AppLoadError(f"{ref!r} is a {type(obj).__name__}, expected a {kind.__name__}")
     return obj

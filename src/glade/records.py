@@ -83,7 +83,7 @@ class _TypedMapping(MutableMapping[str, V]):
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self._items == cast(_TypedMapping[V], other)._items
+        return self._items == other._items
 
     __hash__ = None  # type: ignore[assignment]
 

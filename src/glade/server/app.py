@@ -42,7 +42,5 @@ class ServerApp:
 
     def __call__(self, grid: Grid, context: Context) -> Any:
         if self._main is None:
-            raise AppLoadError(
-                "this ServerApp has no main function; decorate one with @app.main()"
-            )
+            raise AppLoadError("this ServerApp has no main function; decorate one with @app.main()")
         return self._main(grid, context)

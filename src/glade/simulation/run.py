@@ -103,8 +103,11 @@ def run_simulation(
         NodeSpec(nid, {"partition-id": i, "num-partitions": num_supernodes})
         for i, nid in enumerate(node_ids)
     ]
-    if isinstance(server_app, str):
-        server_app = load_app(server_app, kind=ServerApp, app_dir=app_dir)
+    server: ServerApp = (
+        load_app(server_app, kind=ServerApp, app_dir=app_dir)
+        if isinstance(server_app, str)
+        else server_app
+    )
     if isinstance(client_app, str):
         spec = ClientAppSpec(ref=client_app, app_dir=str(app_dir) if app_dir else None)
     else:
@@ -124,7 +127,7 @@ def run_simulation(
             run_config=run_config,
             on_replies=grid.deliver,
         )
-        result.return_value = server_app(grid, context)
+        result.return_value = server(grid, context)
     except KeyboardInterrupt:
         result.status, result.reason = "stopped", "interrupted (Ctrl-C)"
     except Exception as exc:
