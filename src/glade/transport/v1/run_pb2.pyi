@@ -110,16 +110,12 @@ class MessageBatch(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[_message_pb2.Message, _Mapping]]] = ..., objects: _Optional[_Iterable[_Union[_message_pb2.ObjectInfo, _Mapping]]] = ...) -> None: ...
 
 class PullObjectRequest(_message.Message):
-    __slots__ = ("object_id", "offset", "node_id", "token")
+    __slots__ = ("object_id", "offset")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
-    NODE_ID_FIELD_NUMBER: _ClassVar[int]
-    TOKEN_FIELD_NUMBER: _ClassVar[int]
     object_id: str
     offset: int
-    node_id: int
-    token: str
-    def __init__(self, object_id: _Optional[str] = ..., offset: _Optional[int] = ..., node_id: _Optional[int] = ..., token: _Optional[str] = ...) -> None: ...
+    def __init__(self, object_id: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class PushObjectResponse(_message.Message):
     __slots__ = ("object_id", "size")
@@ -130,14 +126,10 @@ class PushObjectResponse(_message.Message):
     def __init__(self, object_id: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
 
 class HasObjectsRequest(_message.Message):
-    __slots__ = ("object_ids", "node_id", "token")
+    __slots__ = ("object_ids",)
     OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
-    NODE_ID_FIELD_NUMBER: _ClassVar[int]
-    TOKEN_FIELD_NUMBER: _ClassVar[int]
     object_ids: _containers.RepeatedScalarFieldContainer[str]
-    node_id: int
-    token: str
-    def __init__(self, object_ids: _Optional[_Iterable[str]] = ..., node_id: _Optional[int] = ..., token: _Optional[str] = ...) -> None: ...
+    def __init__(self, object_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HasObjectsResponse(_message.Message):
     __slots__ = ("missing",)
