@@ -12,12 +12,15 @@ from glade.context import Context
 from glade.message import Error, ErrorCode, Message, MessageType
 from glade.records import RecordDict
 
-__all__ = ["ClientApp", "Handler", "Mod"]
+__all__ = ["CallNext", "ClientApp", "Handler", "Mod"]
 
 logger = logging.getLogger(__name__)
 
-Handler: TypeAlias = Callable[[Message, Context], Message]
-Mod: TypeAlias = Callable[[Message, Context, Handler], Message]
+Handler: TypeAlias = Callable[[Message, Context], "Message | RecordDict"]
+"""A user handler: returns a reply Message, or a RecordDict that becomes the reply content."""
+CallNext: TypeAlias = Callable[[Message, Context], Message]
+"""What a mod calls to run the rest of the chain; always returns a Message."""
+Mod: TypeAlias = Callable[[Message, Context, CallNext], "Message | RecordDict"]
 
 
 class ClientApp:
@@ -136,14 +139,14 @@ def _exception_reply(message: Message, where: str) -> Message:
     )
 
 
-def _guarded(inner: Handler, message: Message, context: Context) -> Message:
+def _guarded(inner: CallNext, message: Message, context: Context) -> Message:
     try:
         return inner(message, context)
     except Exception:
         return _exception_reply(message, "ClientApp handler")
 
 
-def _guarded_mod(mod: Mod, call_next: Handler, message: Message, context: Context) -> Message:
+def _guarded_mod(mod: Mod, call_next: CallNext, message: Message, context: Context) -> Message:
     try:
         return _as_reply(message, mod(message, context, call_next))
     except Exception:

@@ -1,0 +1,295 @@
+"""The round loop: configure -> send -> check -> aggregate -> evaluate, for N rounds.
+
+Strategies are policy (which nodes, what instructions, how to aggregate); this module is the
+mechanism that drives them through a :class:`~glade.server.Grid`: it waits for enough nodes,
+sends instructions, leaves out missing and invalid replies (logging why), reports
+:class:`~glade.server.RunEvent` s and builds the :class:`~glade.server.History`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeAlias
+
+from glade.errors import ConfigError, NotEnoughNodesError
+from glade.keys import SERVER_ROUND
+from glade.message import Message, MessageType
+from glade.records import ArrayRecord, ConfigRecord, MetricRecord
+from glade.server.events import History, RunEvent
+from glade.server.grid import Grid
+
+__all__ = ["CENTRALIZED", "EvaluateFn", "RoundLoop", "RoundPolicy", "wait_for_nodes"]
+
+logger = logging.getLogger(__name__)
+
+CENTRALIZED = "centralized"
+"""Stage name of the server-side ``evaluate_fn`` in events and the history."""
+
+EvaluateFn: TypeAlias = Callable[[int, ArrayRecord], MetricRecord | Mapping[str, Any] | None]
+
+
+class RoundPolicy(Protocol):
+    """What the loop needs from a strategy (:class:`glade.strategies.Strategy` has it all)."""
+
+    def required_nodes(self, stage: str) -> int: ...
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> list[Message]: ...
+
+    def aggregate_train(
+        self, server_round: int, replies: list[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]: ...
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> list[Message]: ...
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: list[Message]
+    ) -> MetricRecord | None: ...
+
+    def check_reply(
+        self, server_round: int, reply: Message, *, stage: str, arrays: ArrayRecord
+    ) -> str | None: ...
+
+
+def wait_for_nodes(grid: Grid, min_nodes: int, *, timeout: float) -> list[int]:
+    """Poll ``grid.get_node_ids()`` until at least ``min_nodes`` are there (or raise).
+
+    Raises :class:`~glade.errors.NotEnoughNodesError` after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    logged = False
+    while True:
+        node_ids = grid.get_node_ids()
+        if len(node_ids) >= min_nodes:
+            return node_ids
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise NotEnoughNodesError(
+                f"waited {timeout:g}s for at least {min_nodes} nodes, but only "
+                f"{len(node_ids)} are connected; start more SuperNodes (or simulate more), "
+                "or lower the strategy's min_available_nodes / min_train_nodes / "
+                "min_evaluate_nodes"
+            )
+        if not logged:
+            logger.info("waiting for %d nodes (%d connected)", min_nodes, len(node_ids))
+            logged = True
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 1.0)
+
+
+def _config(value: ConfigRecord | Mapping[str, Any] | None, name: str) -> ConfigRecord:
+    if value is None:
+        return ConfigRecord()
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a ConfigRecord or a dict, got {type(value).__name__}")
+    record = value.copy() if isinstance(value, ConfigRecord) else ConfigRecord(value)
+    if SERVER_ROUND in record:
+        raise ConfigError(f"{name} must not set {SERVER_ROUND!r}: the round loop sets it")
+    return record
+
+
+def _metrics(value: object) -> MetricRecord | None:
+    if value is None or isinstance(value, MetricRecord):
+        return value
+    if isinstance(value, Mapping):
+        return MetricRecord(value)
+    raise TypeError(
+        f"evaluate_fn must return a MetricRecord, a dict of metrics or None, "
+        f"got {type(value).__name__}"
+    )
+
+
+def _preview(node_ids: list[int], limit: int = 10) -> str:
+    shown = ", ".join(str(n) for n in node_ids[:limit])
+    return shown + (f", ... ({len(node_ids) - limit} more)" if len(node_ids) > limit else "")
+
+
+class RoundLoop:
+    """Drives a strategy through ``num_rounds`` rounds on a grid.
+
+    ``timeout`` bounds each ``send_and_receive`` (``None``: wait for every reply);
+    ``node_wait_timeout`` bounds each wait for the strategy's :meth:`required_nodes`.
+    ``train_config`` / ``evaluate_config`` are passed to the strategy every round.
+    ``evaluate_fn(server_round, arrays)`` evaluates the global arrays on the server for
+    round 0 (the initial arrays) and after every round.
+    """
+
+    def __init__(
+        self,
+        policy: RoundPolicy,
+        grid: Grid,
+        *,
+        timeout: float | None = None,
+        train_config: ConfigRecord | Mapping[str, Any] | None = None,
+        evaluate_config: ConfigRecord | Mapping[str, Any] | None = None,
+        evaluate_fn: EvaluateFn | None = None,
+        node_wait_timeout: float = 60.0,
+    ) -> None:
+        if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
+            raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if not node_wait_timeout >= 0:
+            raise ConfigError(f"node_wait_timeout must be >= 0 seconds, got {node_wait_timeout}")
+        if evaluate_fn is not None and not callable(evaluate_fn):
+            raise TypeError("evaluate_fn must be callable (server_round, arrays) -> metrics")
+        self._policy = policy
+        self._grid = grid
+        self._timeout = timeout
+        self._train_config = _config(train_config, "train_config")
+        self._evaluate_config = _config(evaluate_config, "evaluate_config")
+        self._evaluate_fn = evaluate_fn
+        self._node_wait_timeout = float(node_wait_timeout)
+        self._num_rounds = 0
+        self.history = History()
+
+    def run(self, initial_arrays: ArrayRecord, *, num_rounds: int) -> ArrayRecord:
+        """Run the rounds; returns the final arrays (``self.history`` has the metrics)."""
+        if not isinstance(initial_arrays, ArrayRecord):
+            raise TypeError(
+                f"initial_arrays must be an ArrayRecord, got {type(initial_arrays).__name__}"
+            )
+        if not isinstance(num_rounds, int) or isinstance(num_rounds, bool) or num_rounds < 0:
+            raise ConfigError(f"num_rounds must be an integer >= 0, got {num_rounds!r}")
+        self._num_rounds = num_rounds
+        arrays = initial_arrays.copy()  # never hand the caller's record back as the result
+        self._centralized(0, arrays)
+        for server_round in range(1, num_rounds + 1):
+            started = time.monotonic()
+            self._report("round-started", server_round)
+            arrays = self._train(server_round, arrays)
+            self._evaluate(server_round, arrays)
+            self._centralized(server_round, arrays)
+            self._report("round-finished", server_round, elapsed_s=time.monotonic() - started)
+        return arrays
+
+    # -- stages ----------------------------------------------------------------------------
+    def _train(self, server_round: int, arrays: ArrayRecord) -> ArrayRecord:
+        started = time.monotonic()
+        self._wait(MessageType.TRAIN)
+        messages = self._policy.configure_train(
+            server_round, arrays, self._train_config.copy(), self._grid
+        )
+        if not messages:
+            logger.warning("round %d: the strategy sent no train instructions", server_round)
+            return arrays
+        valid, failures = self._exchange(MessageType.TRAIN, server_round, messages, arrays)
+        new_arrays, metrics = self._policy.aggregate_train(server_round, valid)
+        self._report(
+            "stage-finished",
+            server_round,
+            stage=MessageType.TRAIN,
+            metrics=metrics,
+            num_replies=len(valid),
+            num_failures=failures,
+            elapsed_s=time.monotonic() - started,
+        )
+        if new_arrays is None:
+            logger.warning(
+                "round %d: no valid train reply (%d failures); keeping the previous arrays",
+                server_round,
+                failures,
+            )
+            return arrays
+        return new_arrays
+
+    def _evaluate(self, server_round: int, arrays: ArrayRecord) -> None:
+        started = time.monotonic()
+        self._wait(MessageType.EVALUATE)
+        messages = self._policy.configure_evaluate(
+            server_round, arrays, self._evaluate_config.copy(), self._grid
+        )
+        if not messages:
+            return  # federated evaluation is off (e.g. fraction_evaluate=0)
+        valid, failures = self._exchange(MessageType.EVALUATE, server_round, messages, arrays)
+        metrics = self._policy.aggregate_evaluate(server_round, valid)
+        self._report(
+            "stage-finished",
+            server_round,
+            stage=MessageType.EVALUATE,
+            metrics=metrics,
+            num_replies=len(valid),
+            num_failures=failures,
+            elapsed_s=time.monotonic() - started,
+        )
+
+    def _centralized(self, server_round: int, arrays: ArrayRecord) -> None:
+        if self._evaluate_fn is None:
+            return
+        started = time.monotonic()
+        metrics = _metrics(self._evaluate_fn(server_round, arrays))
+        if metrics is None:
+            return
+        self._report(
+            "stage-finished",
+            server_round,
+            stage=CENTRALIZED,
+            metrics=metrics,
+            elapsed_s=time.monotonic() - started,
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _wait(self, stage: str) -> None:
+        required = self._policy.required_nodes(stage)
+        if required > 0:
+            wait_for_nodes(self._grid, required, timeout=self._node_wait_timeout)
+
+    def _exchange(
+        self, stage: str, server_round: int, messages: list[Message], arrays: ArrayRecord
+    ) -> tuple[list[Message], int]:
+        """Send, then split the replies: (valid replies sorted by node id, failure count)."""
+        replies = self._grid.send_and_receive(messages, timeout=self._timeout)
+        valid: list[Message] = []
+        seen: set[int] = set()
+        for reply in sorted(replies, key=lambda m: m.metadata.src_node_id):
+            node = reply.metadata.src_node_id
+            if node in seen:
+                reason: str | None = "a second reply from the same node"
+            else:
+                reason = self._policy.check_reply(server_round, reply, stage=stage, arrays=arrays)
+            seen.add(node)
+            if reason is None:
+                valid.append(reply)
+            else:
+                logger.warning(
+                    "round %d %s: leaving out the reply of node %d: %s",
+                    server_round,
+                    stage,
+                    node,
+                    reason,
+                )
+        missing = sorted({m.metadata.dst_node_id for m in messages} - seen)
+        if missing:
+            logger.warning(
+                "round %d %s: no reply from %d of %d nodes within the timeout (%s)",
+                server_round,
+                stage,
+                len(missing),
+                len(messages),
+                _preview(missing),
+            )
+        rejected = len(replies) - len(valid)
+        return valid, rejected + len(missing)
+
+    def _report(
+        self,
+        kind: str,
+        server_round: int,
+        *,
+        metrics: MetricRecord | None = None,
+        **fields: Any,
+    ) -> None:
+        event = RunEvent(
+            kind=kind,
+            server_round=server_round,
+            num_rounds=self._num_rounds,
+            metrics=dict(metrics or {}),
+            **fields,
+        )
+        self.history.add(event)
+        self._grid.report(event)

@@ -1,0 +1,44 @@
+"""`Result`: what :meth:`Strategy.start` returns (final arrays + metric history)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from glade.records import ArrayRecord
+from glade.server.events import History
+
+__all__ = ["Result"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    """The outcome of a strategy's rounds.
+
+    ``arrays`` are the final global arrays; ``history`` holds the aggregated metrics per
+    stage and round (``history.metrics["evaluate"][3]``) and the failures per round.
+
+    >>> import numpy as np
+    >>> from glade import ArrayRecord
+    >>> from glade.server import History
+    >>> result = Result(arrays=ArrayRecord({"w": np.zeros(2)}), history=History(), num_rounds=0)
+    >>> result.to_dict()["arrays"]
+    {'w': {'dtype': 'float64', 'shape': [2], 'nbytes': 16}}
+    """
+
+    arrays: ArrayRecord
+    history: History
+    num_rounds: int
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary: array dtypes/shapes (not their bytes) and the history."""
+        return {
+            "num_rounds": self.num_rounds,
+            "elapsed_s": round(self.elapsed_s, 4),
+            "arrays": {
+                name: {"dtype": a.dtype, "shape": list(a.shape), "nbytes": a.nbytes}
+                for name, a in self.arrays.items()
+            },
+            "history": self.history.to_dict(),
+        }
