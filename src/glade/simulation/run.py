@@ -135,7 +135,7 @@ def run_simulation(
             raise
         result.status = "failed"
         result.reason = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
-        logger.error("run %s failed: %s", run_id, result.reason)
+        logger.debug("run %s failed: %s", run_id, result.reason)
     finally:
         engine.shutdown()
         result.elapsed_s = time.monotonic() - started

@@ -1,0 +1,48 @@
+"""The ``glade`` command: ``glade new``, ``glade run``, ``glade --version``."""
+
+from __future__ import annotations
+
+import platform
+from typing import Annotated
+
+import typer
+
+from glade import __version__
+from glade.cli.new import new_command
+from glade.cli.run import run_command
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="glade",
+    help="Glade: federated learning, from a simulation on your laptop to real deployments.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.command("new")(new_command)
+app.command("run")(run_command)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"glade {__version__} (Python {platform.python_version()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Show the version and exit.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Glade: federated learning, from a simulation on your laptop to real deployments."""
+
+
+def main() -> None:
+    """Entry point of the ``glade`` console script."""
+    app(prog_name="glade")
