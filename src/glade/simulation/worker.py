@@ -1,0 +1,249 @@
+"""The worker process of the local backend: one ClientApp, many virtual nodes.
+
+Started by :class:`~glade.simulation.process.WorkerProcess` as ``python -c COMMAND FD`` where
+``FD`` is its end of a socket pair. It reads a :class:`WorkerInit`, imports the ClientApp once,
+says ``READY`` (or ``LOAD_FAILED`` with the error), then runs batches of messages, keeping each
+node's :class:`~glade.Context` across rounds, and sends replies back in batches. A reader
+thread drains the socket (so the parent never blocks on a busy worker), handles ``STOP`` at
+once, and exits the process when the parent goes away (end of file on the socket).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import mmap
+import os
+import pickle
+import queue
+import shutil
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any, NoReturn
+
+from glade.client import ClientApp
+from glade.context import Context
+from glade.message import Error, ErrorCode, Message
+from glade.simulation.backend import ClientAppSpec, NodeSpec, make_context
+from glade.simulation.shm import MappingCache, SegmentPool
+from glade.simulation.wire import Kind, control, dump_each, finish, parse
+
+__all__ = ["COMMAND", "WorkerInit", "main"]
+
+COMMAND = "from glade.simulation.worker import main; main()"
+STOP_GRACE_S = 0.3  # after STOP, a handler that does not return is cut short
+FLUSH_BYTES = 1 << 20  # replies holding this many array bytes go out without waiting
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerInit:
+    """Everything a worker needs, sent as the first frame."""
+
+    spec: bytes  # the pickled ClientAppSpec
+    sys_path: list[str]
+    main_prep: dict[str, Any] = field(default_factory=dict)  # for apps defined in __main__
+    run_id: int
+    run_config: dict[str, Any]
+    nodes: list[NodeSpec]
+    run_dir: str
+    prefix: str  # file-name prefix of this worker's reply segments
+    status_path: str  # 16 bytes: [busy flag, node id], read by the parent after a crash
+    threshold: int
+    flush_interval: float
+    tune_malloc: bool = True
+
+
+def main() -> None:
+    """Entry point of a worker process."""
+    # Ctrl-C is for the parent, which stops the workers; the launcher blocked SIGINT so that
+    # none arrives before this line.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    conn = Connection(int(sys.argv[1]))
+    try:
+        init = pickle.loads(conn.recv_bytes())
+    except (EOFError, OSError):
+        return
+    if init.tune_malloc:
+        _tune_malloc()
+    Worker(conn, init).run()
+
+
+def _tune_malloc() -> None:
+    """Let glibc keep freed memory for reuse instead of returning it to the OS at once.
+
+    A ClientApp typically allocates its large reply arrays anew every round; by default
+    glibc gives memory freed at the top of the heap (and every block above its dynamic
+    threshold) back to the OS, so each round pays for fresh, zeroed pages again. Blocks up
+    to 32 MiB now come from the heap, and up to 128 MiB of free heap is kept.
+    """
+    try:
+        if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
+            return
+        mallopt = ctypes.CDLL(None).mallopt
+    except (ValueError, OSError, AttributeError):  # no such confstr name: not glibc
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    mallopt(m_mmap_threshold, 32 << 20)
+    mallopt(m_trim_threshold, 128 << 20)
+
+
+def _load(init: WorkerInit) -> ClientApp:
+    sys.path[:] = init.sys_path
+    if init.main_prep:
+        import multiprocessing.spawn
+
+        multiprocessing.spawn.prepare(init.main_prep)
+    spec: ClientAppSpec = pickle.loads(init.spec)
+    return spec.load()
+
+
+class Worker:
+    """The loop of one worker process."""
+
+    def __init__(self, conn: Connection, init: WorkerInit) -> None:
+        self._conn = conn
+        self._init = init
+        self._inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._stopping = False
+        self._nodes = {n.node_id: n for n in init.nodes}
+        self._contexts: dict[int, Context] = {}
+        self._outbox: list[Message] = []
+        self._outbox_bytes = 0
+        self._flush_at = 0.0
+        self._wait = init.flush_interval
+        self._took: dict[str, float] = {}  # message type -> how long its handler last took
+        self._pool = SegmentPool(init.run_dir, init.prefix)  # segments of the replies
+        self._released: collections.deque[str] = collections.deque()
+        self._maps = MappingCache(self._released.append)  # the parent's segments
+        fd = os.open(init.status_path, os.O_RDWR)
+        try:
+            self._status = memoryview(mmap.mmap(fd, 16)).cast("q")
+        finally:
+            os.close(fd)
+
+    def run(self) -> None:
+        threading.Thread(target=self._read_loop, name="glade-worker-reader", daemon=True).start()
+        try:
+            app = _load(self._init)
+        except BaseException as exc:
+            text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            cause = exc.__cause__ or exc.__context__
+            if cause is not None:
+                text += "\n" + "".join(traceback.format_exception(cause)).rstrip()
+            self._send(control(Kind.LOAD_FAILED, text))
+            return
+        self._send(control(Kind.READY))
+        while True:
+            frame = self._inbox.get()
+            if frame is None or self._stopping:
+                return
+            self._run_batch(app, frame)
+            if self._released:  # the batch's instructions are gone: so are their views
+                paths = [self._released.popleft() for _ in range(len(self._released))]
+                self._send(control(Kind.RELEASE, paths))
+
+    # -- receiving ---------------------------------------------------------------------
+    def _read_loop(self) -> None:
+        while True:
+            try:
+                frame = self._conn.recv_bytes()
+            except (EOFError, OSError):
+                # The parent died (or closed us): nobody will clean up after us.
+                shutil.rmtree(self._init.run_dir, ignore_errors=True)
+                _hard_exit(0)
+            if frame[-1] == Kind.RELEASE:
+                self._pool.release(parse(frame)[1])
+                continue
+            if frame[-1] == Kind.STOP:
+                self._stopping = True
+                self._inbox.put(None)
+                timer = threading.Timer(STOP_GRACE_S, _hard_exit, args=(0,))
+                timer.daemon = True
+                timer.start()
+                return
+            self._inbox.put(frame)
+
+    def _run_batch(self, app: ClientApp, frame: bytes) -> None:
+        kind, header, payload = parse(frame)
+        if kind == Kind.DROP:
+            self._maps.drop(header)
+            return
+        segment, capacity, spans = header
+        buffers: list[memoryview] = []
+        if segment is not None:
+            whole = self._maps.open(segment, capacity)
+            buffers = [whole[offset : offset + nbytes] for offset, nbytes in spans]
+        messages: list[Message] = pickle.loads(payload, buffers=buffers)
+        self._flush_at = time.monotonic() + self._init.flush_interval
+        for message in messages:
+            if self._stopping:
+                return
+            # Replies wait for company only while handlers are quick: none waits for a slow one.
+            if self._outbox and self._took.get(message.metadata.message_type, 0.0) > self._wait:
+                self._flush()
+            started = time.monotonic()
+            reply = self._handle(app, message)
+            self._took[message.metadata.message_type] = time.monotonic() - started
+            self._outbox.append(reply)
+            if reply.content is not None:  # large replies go at once: the parent maps them
+                self._outbox_bytes += sum(r.nbytes for r in reply.content.array_records.values())
+            if self._outbox_bytes >= FLUSH_BYTES or time.monotonic() >= self._flush_at:
+                self._flush()
+        self._flush()
+
+    def _handle(self, app: ClientApp, message: Message) -> Message:
+        md = message.metadata
+        context = self._contexts.get(md.dst_node_id)
+        if context is None:
+            node = self._nodes.get(md.dst_node_id, NodeSpec(md.dst_node_id))
+            context = make_context(node, run_id=self._init.run_id, run_config=self._init.run_config)
+            self._contexts[md.dst_node_id] = context
+        if time.time() > md.created_at + md.ttl:
+            reason = f"the message expired (ttl {md.ttl:g} s) before node {md.dst_node_id} ran it"
+            return Message.error_reply(message, Error(code=ErrorCode.REPLY_TIMEOUT, reason=reason))
+        status = self._status
+        status[1] = md.dst_node_id
+        status[0] = 1
+        reply = app(message, context)  # never raises Exception; a crash skips the next line
+        status[0] = 0
+        return reply
+
+    # -- sending -----------------------------------------------------------------------
+    def _flush(self) -> None:
+        self._flush_at = time.monotonic() + self._init.flush_interval
+        if not self._outbox:
+            return
+        replies, self._outbox, self._outbox_bytes = self._outbox, [], 0
+        try:
+            frame = self._pack(replies)
+        except Exception as exc:  # e.g. /dev/shm full
+            error = Error(
+                code=ErrorCode.UNKNOWN,
+                reason=f"the worker could not send the reply: {type(exc).__name__}: {exc}",
+            )
+            frame = self._pack([Message(error=error, metadata=m.metadata) for m in replies])
+        self._send(frame)
+
+    def _pack(self, replies: list[Message]) -> memoryview:
+        out, entries = dump_each(replies, threshold=self._init.threshold, store=self._pool.write)
+        return finish(out, Kind.REPLIES, (entries, self._pool.take_dropped()))
+
+    def _send(self, frame: bytes | memoryview) -> None:
+        try:
+            self._conn.send_bytes(frame)
+        except OSError:
+            _hard_exit(0)  # the parent is gone
+
+
+def _hard_exit(code: int) -> NoReturn:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
+    os._exit(code)
