@@ -21,7 +21,14 @@ from glade.records import ArrayRecord, ConfigRecord, MetricRecord
 from glade.server.events import History, RunEvent
 from glade.server.grid import Grid
 
-__all__ = ["CENTRALIZED", "EvaluateFn", "RoundLoop", "RoundPolicy", "wait_for_nodes"]
+__all__ = [
+    "CENTRALIZED",
+    "EvaluateFn",
+    "RoundEndFn",
+    "RoundLoop",
+    "RoundPolicy",
+    "wait_for_nodes",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +36,9 @@ CENTRALIZED = "centralized"
 """Stage name of the server-side ``evaluate_fn`` in events and the history."""
 
 EvaluateFn: TypeAlias = Callable[[int, ArrayRecord], MetricRecord | Mapping[str, Any] | None]
+RoundEndFn: TypeAlias = Callable[[int, ArrayRecord, History], None]
+"""``on_round_end(server_round, arrays, history)``: called after each finished round
+(e.g. to write a checkpoint); an exception it raises ends the run."""
 
 
 class RoundPolicy(Protocol):
@@ -118,7 +128,9 @@ class RoundLoop:
     ``node_wait_timeout`` bounds each wait for the strategy's :meth:`required_nodes`.
     ``train_config`` / ``evaluate_config`` are passed to the strategy every round.
     ``evaluate_fn(server_round, arrays)`` evaluates the global arrays on the server for
-    round 0 (the initial arrays) and after every round.
+    round 0 (the initial arrays) and after every round. ``on_round_end(server_round,
+    arrays, history)`` runs after each round (checkpoints). ``history`` continues a
+    history (a resumed run); by default the loop starts an empty one.
     """
 
     def __init__(
@@ -131,6 +143,8 @@ class RoundLoop:
         evaluate_config: ConfigRecord | Mapping[str, Any] | None = None,
         evaluate_fn: EvaluateFn | None = None,
         node_wait_timeout: float = 60.0,
+        on_round_end: RoundEndFn | None = None,
+        history: History | None = None,
     ) -> None:
         if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
             raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
@@ -138,6 +152,8 @@ class RoundLoop:
             raise ConfigError(f"node_wait_timeout must be >= 0 seconds, got {node_wait_timeout}")
         if evaluate_fn is not None and not callable(evaluate_fn):
             raise TypeError("evaluate_fn must be callable (server_round, arrays) -> metrics")
+        if on_round_end is not None and not callable(on_round_end):
+            raise TypeError("on_round_end must be callable (server_round, arrays, history)")
         self._policy = policy
         self._grid = grid
         self._timeout = timeout
@@ -145,26 +161,42 @@ class RoundLoop:
         self._evaluate_config = _config(evaluate_config, "evaluate_config")
         self._evaluate_fn = evaluate_fn
         self._node_wait_timeout = float(node_wait_timeout)
+        self._on_round_end = on_round_end
         self._num_rounds = 0
-        self.history = History()
+        self.history = History() if history is None else history
 
-    def run(self, initial_arrays: ArrayRecord, *, num_rounds: int) -> ArrayRecord:
-        """Run the rounds; returns the final arrays (``self.history`` has the metrics)."""
+    def run(
+        self, initial_arrays: ArrayRecord, *, num_rounds: int, first_round: int = 1
+    ) -> ArrayRecord:
+        """Run rounds ``first_round..num_rounds``; returns the final arrays.
+
+        ``self.history`` has the metrics. ``first_round > 1`` continues a run whose
+        earlier rounds produced ``initial_arrays`` (no round-0 centralized evaluation).
+        """
         if not isinstance(initial_arrays, ArrayRecord):
             raise TypeError(
                 f"initial_arrays must be an ArrayRecord, got {type(initial_arrays).__name__}"
             )
         if not isinstance(num_rounds, int) or isinstance(num_rounds, bool) or num_rounds < 0:
             raise ConfigError(f"num_rounds must be an integer >= 0, got {num_rounds!r}")
+        if (
+            not isinstance(first_round, int)
+            or isinstance(first_round, bool)
+            or not 1 <= first_round <= num_rounds + 1
+        ):
+            raise ConfigError(f"first_round must be in [1, {num_rounds + 1}], got {first_round!r}")
         self._num_rounds = num_rounds
         arrays = initial_arrays.copy()  # never hand the caller's record back as the result
-        self._centralized(0, arrays)
-        for server_round in range(1, num_rounds + 1):
+        if first_round == 1:
+            self._centralized(0, arrays)
+        for server_round in range(first_round, num_rounds + 1):
             started = time.monotonic()
             self._report("round-started", server_round)
             arrays = self._train(server_round, arrays)
             self._evaluate(server_round, arrays)
             self._centralized(server_round, arrays)
+            if self._on_round_end is not None:
+                self._on_round_end(server_round, arrays, self.history)
             self._report("round-finished", server_round, elapsed_s=time.monotonic() - started)
         return arrays
 
@@ -191,8 +223,10 @@ class RoundLoop:
         )
         if new_arrays is None:
             logger.warning(
-                "round %d: no valid train reply (%d failures); keeping the previous arrays",
+                "round %d: no new arrays from %d valid train replies (%d failures); "
+                "keeping the previous arrays",
                 server_round,
+                len(valid),
                 failures,
             )
             return arrays

@@ -16,7 +16,13 @@ import numpy as np
 from glade.keys import NUM_EXAMPLES
 from glade.records import MetricRecord, MetricValue
 
-__all__ = ["accumulator_dtype", "weighted_average", "weighted_mean_metrics"]
+__all__ = [
+    "accumulator_dtype",
+    "cast_back",
+    "is_integer_dtype",
+    "weighted_average",
+    "weighted_mean_metrics",
+]
 
 NDArray = np.ndarray[Any, Any]
 
@@ -33,8 +39,12 @@ def _is_ml_dtype(dtype: np.dtype[Any]) -> bool:
     return dtype.kind == "V" and dtype.type.__module__.startswith("ml_dtypes")
 
 
-def _is_integer(dtype: np.dtype[Any]) -> bool:
+def is_integer_dtype(dtype: np.dtype[Any]) -> bool:
+    """True for bool and integer dtypes (their means are rounded back to integers)."""
     return dtype.kind in "biu" or (_is_ml_dtype(dtype) and "int" in dtype.name)
+
+
+_is_integer = is_integer_dtype
 
 
 def accumulator_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
@@ -59,13 +69,17 @@ def accumulator_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
 
 def weighted_average(
     pairs: Iterable[tuple[Sequence[NDArray], float]],
+    *,
+    keep_accumulator: bool = False,
 ) -> list[NDArray]:
     """Weighted mean of several replies, each a list of arrays with one weight.
 
     ``pairs`` yields ``(arrays, weight)``; every reply must hold arrays of the same
     shapes and dtypes in the same order. Weights must be finite, ``>= 0``, and not all 0.
     Returns new arrays with the input shapes and dtypes (see :func:`accumulator_dtype`
-    for the precision and the rounding of integers).
+    for the precision and the rounding of integers), or, with ``keep_accumulator``, in
+    the accumulator dtype without rounding (for server optimizers that keep working on
+    the mean; :func:`cast_back` finishes them).
 
     ``pairs`` is consumed as a stream, a group of replies at a time, into one running
     weighted mean per array: no stacked copy of the replies is made, and a lazy input
@@ -87,7 +101,7 @@ def weighted_average(
             mean.add(group)
             group = []
     mean.add(group)
-    return mean.result()
+    return mean.result(keep_accumulator=keep_accumulator)
 
 
 class _RunningMean:
@@ -127,14 +141,14 @@ class _RunningMean:
             self.sums[i] = _accumulate([xs[i] for xs, _ in group], weights, acc, keep)
         self.total = total
 
-    def result(self) -> list[NDArray]:
+    def result(self, *, keep_accumulator: bool = False) -> list[NDArray]:
         if self.count == 0:
             raise ValueError("weighted_average needs at least one (arrays, weight) pair")
         if self.total <= 0:
             raise ValueError("weights must not all be zero")
         assert self.specs is not None
         return [
-            _finish(acc, dtype).reshape(shape)
+            (acc if keep_accumulator else cast_back(acc, dtype)).reshape(shape)
             for acc, (shape, dtype) in zip(self.sums, self.specs, strict=True)
             if acc is not None
         ]
@@ -181,10 +195,14 @@ def _accumulate(xs: list[NDArray], weights: NDArray, acc: NDArray | None, keep: 
     return out
 
 
-def _finish(acc: NDArray, dtype: np.dtype[Any]) -> NDArray:
-    """Cast the accumulator back to the input dtype (rounding for bool/integers)."""
+def cast_back(acc: NDArray, dtype: np.dtype[Any]) -> NDArray:
+    """Cast an accumulator to ``dtype``: integers and bool are rounded (half to even) and
+    clipped to the dtype's range; floats are rounded to nearest. May reuse ``acc``."""
     if _is_integer(dtype):
         np.rint(acc, out=acc)
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            np.clip(acc, info.min, info.max, out=acc)
     if acc.dtype == dtype:
         return acc
     return acc.astype(dtype)

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from glade.errors import ConfigError
 from glade.message import Message
-from glade.records import ArrayRecord, ConfigRecord, MetricRecord
+from glade.records import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from glade.server.grid import Grid
 from glade.server.loop import EvaluateFn, RoundLoop
+from glade.strategies.checkpoint import Checkpoints, CheckpointWriter, as_checkpoints, resume
 from glade.strategies.replies import error_problem
 from glade.strategies.result import Result
 
-__all__ = ["Strategy"]
+__all__ = ["Strategy", "without"]
+
+
+def without(state: RecordDict, keys: Iterable[str]) -> RecordDict:
+    """A copy of ``state`` less ``keys``: what a subclass passes on to ``super().load_state``."""
+    drop = set(keys)
+    return RecordDict({k: v for k, v in state.items() if k not in drop})
 
 
 class Strategy(ABC):
@@ -73,6 +82,23 @@ class Strategy(ABC):
         """How many connected nodes the loop waits for before configuring ``stage``."""
         return 1
 
+    def state(self) -> RecordDict:
+        """What a checkpoint must hold to continue this strategy exactly (records of
+        arrays, configs or metrics; e.g. an optimizer's moments). Default: nothing."""
+        return RecordDict()
+
+    def load_state(self, state: RecordDict) -> None:
+        """Restore what :meth:`state` returned, before a resumed run's first round.
+
+        The default accepts only an empty state: a strategy that keeps state overrides
+        both methods.
+        """
+        if len(state):
+            raise ConfigError(
+                f"{type(self).__name__} keeps no state, but the checkpoint holds "
+                f"{sorted(state)}; override state() and load_state() together"
+            )
+
     def start(
         self,
         grid: Grid,
@@ -84,6 +110,8 @@ class Strategy(ABC):
         evaluate_config: ConfigRecord | Mapping[str, Any] | None = None,
         evaluate_fn: EvaluateFn | None = None,
         node_wait_timeout: float = 60.0,
+        checkpoints: Checkpoints | str | os.PathLike[str] | None = None,
+        resume_from: str | os.PathLike[str] | None = None,
     ) -> Result:
         """Run ``num_rounds`` rounds of this strategy on ``grid``.
 
@@ -93,8 +121,24 @@ class Strategy(ABC):
         ``evaluate_config`` are merged into every instruction's ``"config"``.
         ``evaluate_fn(server_round, arrays)`` evaluates on the server for round 0 (the
         initial arrays) and after every round.
+
+        ``checkpoints`` (a :class:`~glade.strategies.Checkpoints` or a folder) saves the
+        global arrays, history and strategy state after rounds; ``resume_from`` (a
+        checkpoint or a checkpoint folder: its newest) continues a run after the saved
+        round, with the same final arrays as an uninterrupted run (same seed, same nodes).
+        See ``docs/checkpoints.md``.
         """
         started = time.monotonic()
+        saved = (
+            None
+            if resume_from is None
+            else resume(self, resume_from, initial_arrays=initial_arrays, num_rounds=num_rounds)
+        )
+        writer = (
+            None
+            if checkpoints is None
+            else CheckpointWriter(self, as_checkpoints(checkpoints), num_rounds=num_rounds)
+        )
         loop = RoundLoop(
             self,
             grid,
@@ -103,8 +147,15 @@ class Strategy(ABC):
             evaluate_config=evaluate_config,
             evaluate_fn=evaluate_fn,
             node_wait_timeout=node_wait_timeout,
+            on_round_end=writer,
+            history=None if saved is None else saved.history,
         )
-        arrays = loop.run(initial_arrays, num_rounds=num_rounds)
+        if saved is None:
+            arrays = loop.run(initial_arrays, num_rounds=num_rounds)
+        else:
+            arrays = loop.run(
+                saved.arrays, num_rounds=num_rounds, first_round=saved.server_round + 1
+            )
         return Result(
             arrays=arrays,
             history=loop.history,

@@ -12,7 +12,8 @@ from glade.message import Message, MessageType
 from glade.records import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from glade.server.grid import Grid
 from glade.strategies.aggregate import weighted_average, weighted_mean_metrics
-from glade.strategies.base import Strategy
+from glade.strategies.base import Strategy, without
+from glade.strategies.optimizers import ServerOptimizer
 from glade.strategies.replies import (
     arrays_problem,
     reply_record,
@@ -24,6 +25,7 @@ from glade.strategies.replies import (
 __all__ = ["FedAvg", "MetricsAggregationFn"]
 
 MetricsAggregationFn = Callable[[list[MetricRecord]], MetricRecord]
+SAMPLER_KEY = "sampler"
 
 
 class FedAvg(Strategy):
@@ -36,7 +38,9 @@ class FedAvg(Strategy):
     ``weighted_by_key``. Metrics are aggregated by ``train_metrics_aggr_fn`` /
     ``evaluate_metrics_aggr_fn`` (default: weighted mean, see
     :func:`~glade.strategies.aggregate.weighted_mean_metrics`). ``seed`` makes the node
-    sampling reproducible.
+    sampling reproducible. A ``server_optimizer``
+    (:class:`~glade.strategies.optimizers.ServerOptimizer`) turns the mean into a step
+    on the global arrays instead of taking it as they are (FedAvgM, FedAdam, ...).
 
     Hooks for subclasses: :meth:`sample_nodes`, :meth:`check_reply`,
     :meth:`aggregate_arrays`; FedProx-like strategies extend ``configure_train``'s config.
@@ -58,6 +62,7 @@ class FedAvg(Strategy):
         train_metrics_aggr_fn: MetricsAggregationFn | None = None,
         evaluate_metrics_aggr_fn: MetricsAggregationFn | None = None,
         seed: int | None = None,
+        server_optimizer: ServerOptimizer | None = None,
     ) -> None:
         if not 0 < fraction_train <= 1:
             raise ConfigError(f"fraction_train must be in (0, 1], got {fraction_train}")
@@ -78,6 +83,10 @@ class FedAvg(Strategy):
         ):
             if fn is not None and not callable(fn):
                 raise TypeError(f"{name} must be callable (list[MetricRecord]) -> MetricRecord")
+        if server_optimizer is not None and not isinstance(server_optimizer, ServerOptimizer):
+            raise TypeError(
+                f"server_optimizer must be a ServerOptimizer, got {type(server_optimizer).__name__}"
+            )
         default_aggr = functools.partial(weighted_mean_metrics, weight_key=weighted_by_key)
         self.fraction_train = float(fraction_train)
         self.fraction_evaluate = float(fraction_evaluate)
@@ -90,6 +99,7 @@ class FedAvg(Strategy):
             evaluate_metrics_aggr_fn or default_aggr
         )
         self.seed = seed
+        self.server_optimizer = server_optimizer
         self.current_arrays: ArrayRecord | None = None
         """The global arrays of the latest ``configure_train`` (for server-side optimizers)."""
 
@@ -100,7 +110,9 @@ class FedAvg(Strategy):
             f"min_train_nodes={self.min_train_nodes}, "
             f"min_evaluate_nodes={self.min_evaluate_nodes}, "
             f"min_available_nodes={self.min_available_nodes}, "
-            f"weighted_by_key={self.weighted_by_key!r}, seed={self.seed!r})"
+            f"weighted_by_key={self.weighted_by_key!r}, seed={self.seed!r}"
+            + ("" if self.server_optimizer is None else f", {self.server_optimizer!r}")
+            + ")"
         )
 
     # -- sampling --------------------------------------------------------------------------
@@ -157,17 +169,53 @@ class FedAvg(Strategy):
 
     def aggregate_arrays(
         self, server_round: int, weighted: list[tuple[ArrayRecord, float]]
-    ) -> ArrayRecord:
+    ) -> ArrayRecord | None:
         """The new global arrays from ``(arrays, weight)`` per valid reply, in node order.
 
-        FedAvg: the weighted mean. Override for robust or server-optimizer aggregation
-        (``self.current_arrays`` holds the arrays that were sent).
+        FedAvg: the weighted mean, or the ``server_optimizer``'s step towards it.
+        Override for robust aggregation (``self.current_arrays`` holds the arrays that
+        were sent); returning ``None`` keeps the previous global arrays.
         """
         names = list(weighted[0][0])
+        optimizer = self.server_optimizer
         means = weighted_average(
-            ([record[name].numpy() for name in names], weight) for record, weight in weighted
+            (([record[name].numpy() for name in names], weight) for record, weight in weighted),
+            keep_accumulator=optimizer is not None,
         )
-        return ArrayRecord(dict(zip(names, means, strict=True)))
+        if optimizer is None:
+            return ArrayRecord(dict(zip(names, means, strict=True)))
+        if self.current_arrays is None:
+            raise RuntimeError("aggregate_arrays before configure_train: no arrays were sent")
+        return optimizer.step(self.current_arrays, dict(zip(names, means, strict=True)))
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state(self) -> RecordDict:
+        """The sampler's seed and the server optimizer's state (if any).
+
+        Seeded sampling is a function of (seed, stage, round), so the seed and the round
+        (saved by the checkpoint) are the sampler's whole state.
+        """
+        state = super().state()
+        if self.seed is not None:
+            state[SAMPLER_KEY] = ConfigRecord({"seed": self.seed})
+        if self.server_optimizer is not None:
+            for key, record in self.server_optimizer.state().items():
+                state[key] = record
+        return state
+
+    def load_state(self, state: RecordDict) -> None:
+        sampler = state.get(SAMPLER_KEY)
+        saved_seed = sampler.get("seed") if isinstance(sampler, ConfigRecord) else None
+        if saved_seed != self.seed:
+            raise ConfigError(
+                f"the checkpoint was sampled with seed={saved_seed!r}, this strategy has "
+                f"seed={self.seed!r}; resume with the same seed to get the same run"
+            )
+        mine = [SAMPLER_KEY]
+        if self.server_optimizer is not None:
+            self.server_optimizer.load_state(state)
+            mine += ServerOptimizer.keys(state)
+        super().load_state(without(state, mine))
 
     # -- evaluate --------------------------------------------------------------------------
     def configure_evaluate(

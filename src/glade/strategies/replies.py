@@ -19,6 +19,7 @@ from glade.strategies.aggregate import accumulator_dtype
 
 __all__ = [
     "all_finite",
+    "arrays_of",
     "arrays_problem",
     "error_problem",
     "reply_record",
@@ -81,6 +82,14 @@ def weight_problem(metrics: MetricRecord, key: str) -> str | None:
     if not (math.isfinite(value) and value > 0):
         return f"{key!r} must be > 0, got {value}"
     return None
+
+
+def arrays_of(
+    weighted: list[tuple[ArrayRecord, float]],
+) -> tuple[list[str], list[list[np.ndarray[Any, Any]]]]:
+    """The array names and, per reply, its arrays as NumPy views (weights dropped)."""
+    names = list(weighted[0][0])
+    return names, [[record[name].numpy() for name in names] for record, _ in weighted]
 
 
 def arrays_problem(expected: ArrayRecord, got: ArrayRecord) -> str | None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from glade.records import ArrayRecord
@@ -42,3 +45,29 @@ class Result:
             },
             "history": self.history.to_dict(),
         }
+
+    def to_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write :meth:`to_dict` as JSON to ``path``; returns the path."""
+        from glade.strategies.export import write_json
+
+        summary = self.to_dict()
+        del summary["history"]
+        return write_json(self.history, path, **summary)
+
+    def to_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write the metric history as CSV (one row per stage and round)."""
+        from glade.strategies.export import write_csv
+
+        return write_csv(self.history, path)
+
+    def plot(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        metrics: Sequence[str] | None = None,
+        title: str | None = None,
+    ) -> Path:
+        """Plot the metric history to a PNG (needs matplotlib); returns the path."""
+        from glade.strategies.export import plot_history
+
+        return plot_history(self.history, path, metrics=metrics, title=title)
