@@ -167,8 +167,10 @@ def _accumulate(xs: list[NDArray], weights: NDArray, acc: NDArray | None, keep: 
     out = np.empty(size, dtype=acc_dtype) if acc is None else acc
     w = weights.astype(acc_dtype)
     scale = np.asarray(keep).astype(acc_dtype)
-    uniform = bool(np.all(weights == weights[0]))
     block = max(1, _BLOCK_BYTES // acc_dtype.itemsize)
+    if size * len(flats) <= block * _GROUP // 4:
+        return _accumulate_small(flats, w, out, None if fresh else scale)
+    uniform = bool(np.all(weights == weights[0]))
     tmp = np.empty(min(size, block), dtype=acc_dtype)
     for start in range(0, size, block):
         stop = min(start + block, size)
@@ -192,6 +194,22 @@ def _accumulate(xs: list[NDArray], weights: NDArray, acc: NDArray | None, keep: 
         for x, wi in zip(flats[rest:], w[rest:], strict=True):
             np.multiply(x[start:stop], wi, out=t, dtype=acc_dtype)
             np.add(a, t, out=a)
+    return out
+
+
+def _accumulate_small(
+    flats: list[NDArray], w: NDArray, out: NDArray, scale: NDArray | None
+) -> NDArray:
+    """Small arrays: one stacked multiply and one row-by-row sum per group, so the cost is
+    a few NumPy calls per group instead of two per reply (per-call overhead dominates)."""
+    stack = np.stack(flats, dtype=out.dtype, casting="unsafe")
+    np.multiply(stack, w[:, None], out=stack)
+    total = np.add.reduce(stack, axis=0)  # adds rows in order: deterministic
+    if scale is None:
+        np.copyto(out, total)
+    else:
+        np.multiply(out, scale, out=out)
+        np.add(out, total, out=out)
     return out
 
 
