@@ -37,6 +37,16 @@ def _with_client_lr(config: ConfigRecord, eta_l: float | None) -> ConfigRecord:
     return config
 
 
+
+def _configure_train_with_client_lr(
+    self: Any, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+) -> list[Message]:
+    """FedAvg's train instructions, plus ``client-lr`` (eta_l) when it is set."""
+    messages: list[Message] = FedAvg.configure_train(
+        self, server_round, arrays, _with_client_lr(config, self.eta_l), grid
+    )
+    return messages
+
 class FedAdagrad(FedAvg):
     """FedAvg + server Adagrad: ``v <- v + delta**2``, ``x <- x + eta * m / (sqrt(v) + tau)``.
 
@@ -60,11 +70,7 @@ class FedAdagrad(FedAvg):
         optimizer = Adagrad(eta=eta, beta_1=beta_1, tau=tau)
         super().__init__(server_optimizer=optimizer, **fedavg_options)
 
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> list[Message]:
-        config = _with_client_lr(config, self.eta_l)
-        return super().configure_train(server_round, arrays, config, grid)
+    configure_train = _configure_train_with_client_lr
 
 
 class FedAdam(FedAvg):
@@ -93,11 +99,7 @@ class FedAdam(FedAvg):
         optimizer = Adam(eta=eta, beta_1=beta_1, beta_2=beta_2, tau=tau)
         super().__init__(server_optimizer=optimizer, **fedavg_options)
 
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> list[Message]:
-        config = _with_client_lr(config, self.eta_l)
-        return super().configure_train(server_round, arrays, config, grid)
+    configure_train = _configure_train_with_client_lr
 
 
 class FedYogi(FedAvg):
@@ -123,8 +125,4 @@ class FedYogi(FedAvg):
         optimizer = Yogi(eta=eta, beta_1=beta_1, beta_2=beta_2, tau=tau)
         super().__init__(server_optimizer=optimizer, **fedavg_options)
 
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> list[Message]:
-        config = _with_client_lr(config, self.eta_l)
-        return super().configure_train(server_round, arrays, config, grid)
+    configure_train = _configure_train_with_client_lr
