@@ -9,7 +9,14 @@ Every error Glade raises on purpose derives from :class:`GladeError`::
     ├── SerdeError (ValueError)        bytes that cannot be decoded, hash mismatch
     ├── RunError (RuntimeError)        a run failed (its reason says why)
     │   └── NotEnoughNodesError        too few nodes to sample from after waiting
-    └── TransportError (ConnectionError)  a peer is unreachable or answered with an error
+    ├── TransportError (ConnectionError)  a peer is unreachable or answered with an error
+    ├── NotFoundError (LookupError)    a run, node, message, object or bundle does not exist
+    ├── AccessDeniedError (PermissionError)  missing or wrong credentials
+    ├── InvalidArgumentError (ValueError)    a malformed request
+    ├── InvalidStateError (RuntimeError)     a request that does not fit the current state
+    └── LimitExceededError (ValueError)      a request over a configured limit
+
+``glade.transport.status`` maps each to one gRPC status code (one table).
 
 Wrong *types* stored in records raise the builtin :class:`TypeError` with the key and the type.
 """
@@ -17,10 +24,15 @@ Wrong *types* stored in records raise the builtin :class:`TypeError` with the ke
 from __future__ import annotations
 
 __all__ = [
+    "AccessDeniedError",
     "AppLoadError",
     "ConfigError",
     "GladeError",
+    "InvalidArgumentError",
+    "InvalidStateError",
+    "LimitExceededError",
     "NotEnoughNodesError",
+    "NotFoundError",
     "RecordError",
     "RunError",
     "SerdeError",
@@ -58,3 +70,23 @@ class NotEnoughNodesError(RunError):
 
 class TransportError(GladeError, ConnectionError):
     """A peer could not be reached or answered with an error."""
+
+
+class NotFoundError(GladeError, LookupError):
+    """The request names a run, node, message, object or bundle that does not exist."""
+
+
+class AccessDeniedError(GladeError, PermissionError):
+    """The request's credentials (node id, run token) are missing or wrong."""
+
+
+class InvalidArgumentError(GladeError, ValueError):
+    """The request is malformed (missing or inconsistent fields, a bad bundle)."""
+
+
+class InvalidStateError(GladeError, RuntimeError):
+    """The request does not fit the current state (e.g. messages for a finished run)."""
+
+
+class LimitExceededError(GladeError, ValueError):
+    """The request is larger than a configured limit (object size, batch length)."""

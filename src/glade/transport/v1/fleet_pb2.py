@@ -26,7 +26,7 @@ from glade.transport.v1 import message_pb2 as glade_dot_v1_dot_message__pb2
 from glade.transport.v1 import run_pb2 as glade_dot_v1_dot_run__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14glade/v1/fleet.proto\x12\x08glade.v1\x1a\x16glade/v1/message.proto\x1a\x12glade/v1/run.proto\"[\n\x0fRegisterRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12)\n\x0bnode_config\x18\x03 \x01(\x0b\x32\x14.glade.v1.UserConfig\"A\n\x10RegisterResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x1c\n\x14heartbeat_interval_s\x18\x02 \x01(\x01\"$\n\x11UnregisterRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\"\x14\n\x12UnregisterResponse\"#\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\"\"\n\x11HeartbeatResponse\x12\r\n\x05known\x18\x01 \x01(\x08\"L\n\x13PullMessagesRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0e\n\x06wait_s\x18\x02 \x01(\x01\x12\x14\n\x0cmax_messages\x18\x03 \x01(\r\"r\n\x13PushMessagesRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12#\n\x08messages\x18\x02 \x03(\x0b\x32\x11.glade.v1.Message\x12%\n\x07objects\x18\x03 \x03(\x0b\x32\x14.glade.v1.ObjectInfo\"4\n\x14PushMessagesResponse\x12\x1c\n\x14\x61\x63\x63\x65pted_message_ids\x18\x01 \x03(\t\"0\n\rGetRunRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0e\n\x06run_id\x18\x02 \x01(\x04\",\n\x0eGetRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.glade.v1.Run2\xfe\x04\n\x05\x46leet\x12\x41\n\x08Register\x12\x19.glade.v1.RegisterRequest\x1a\x1a.glade.v1.RegisterResponse\x12G\n\nUnregister\x12\x1b.glade.v1.UnregisterRequest\x1a\x1c.glade.v1.UnregisterResponse\x12\x44\n\tHeartbeat\x12\x1a.glade.v1.HeartbeatRequest\x1a\x1b.glade.v1.HeartbeatResponse\x12\x45\n\x0cPullMessages\x12\x1d.glade.v1.PullMessagesRequest\x1a\x16.glade.v1.MessageBatch\x12M\n\x0cPushMessages\x12\x1d.glade.v1.PushMessagesRequest\x1a\x1e.glade.v1.PushMessagesResponse\x12;\n\x06GetRun\x12\x17.glade.v1.GetRunRequest\x1a\x18.glade.v1.GetRunResponse\x12\x42\n\nPullObject\x12\x1b.glade.v1.PullObjectRequest\x1a\x15.glade.v1.ObjectChunk0\x01\x12\x43\n\nPushObject\x12\x15.glade.v1.ObjectChunk\x1a\x1c.glade.v1.PushObjectResponse(\x01\x12G\n\nHasObjects\x12\x1b.glade.v1.HasObjectsRequest\x1a\x1c.glade.v1.HasObjectsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14glade/v1/fleet.proto\x12\x08glade.v1\x1a\x16glade/v1/message.proto\x1a\x12glade/v1/run.proto\"[\n\x0fRegisterRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12)\n\x0bnode_config\x18\x03 \x01(\x0b\x32\x14.glade.v1.UserConfig\"A\n\x10RegisterResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x1c\n\x14heartbeat_interval_s\x18\x02 \x01(\x01\"$\n\x11UnregisterRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\"\x14\n\x12UnregisterResponse\"#\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\"\"\n\x11HeartbeatResponse\x12\r\n\x05known\x18\x01 \x01(\x08\"L\n\x13PullMessagesRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0e\n\x06wait_s\x18\x02 \x01(\x01\x12\x14\n\x0cmax_messages\x18\x03 \x01(\r\"\xa1\x01\n\x13PushMessagesRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12#\n\x08messages\x18\x02 \x03(\x0b\x32\x11.glade.v1.Message\x12%\n\x07objects\x18\x03 \x03(\x0b\x32\x14.glade.v1.ObjectInfo\x12-\n\x0einline_objects\x18\x04 \x03(\x0b\x32\x15.glade.v1.ObjectChunk\"4\n\x14PushMessagesResponse\x12\x1c\n\x14\x61\x63\x63\x65pted_message_ids\x18\x01 \x03(\t\"0\n\rGetRunRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0e\n\x06run_id\x18\x02 \x01(\x04\",\n\x0eGetRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.glade.v1.Run2\xfe\x04\n\x05\x46leet\x12\x41\n\x08Register\x12\x19.glade.v1.RegisterRequest\x1a\x1a.glade.v1.RegisterResponse\x12G\n\nUnregister\x12\x1b.glade.v1.UnregisterRequest\x1a\x1c.glade.v1.UnregisterResponse\x12\x44\n\tHeartbeat\x12\x1a.glade.v1.HeartbeatRequest\x1a\x1b.glade.v1.HeartbeatResponse\x12\x45\n\x0cPullMessages\x12\x1d.glade.v1.PullMessagesRequest\x1a\x16.glade.v1.MessageBatch\x12M\n\x0cPushMessages\x12\x1d.glade.v1.PushMessagesRequest\x1a\x1e.glade.v1.PushMessagesResponse\x12;\n\x06GetRun\x12\x17.glade.v1.GetRunRequest\x1a\x18.glade.v1.GetRunResponse\x12\x42\n\nPullObject\x12\x1b.glade.v1.PullObjectRequest\x1a\x15.glade.v1.ObjectChunk0\x01\x12\x43\n\nPushObject\x12\x15.glade.v1.ObjectChunk\x1a\x1c.glade.v1.PushObjectResponse(\x01\x12G\n\nHasObjects\x12\x1b.glade.v1.HasObjectsRequest\x1a\x1c.glade.v1.HasObjectsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,14 +47,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEATRESPONSE']._serialized_end=369
   _globals['_PULLMESSAGESREQUEST']._serialized_start=371
   _globals['_PULLMESSAGESREQUEST']._serialized_end=447
-  _globals['_PUSHMESSAGESREQUEST']._serialized_start=449
-  _globals['_PUSHMESSAGESREQUEST']._serialized_end=563
-  _globals['_PUSHMESSAGESRESPONSE']._serialized_start=565
-  _globals['_PUSHMESSAGESRESPONSE']._serialized_end=617
-  _globals['_GETRUNREQUEST']._serialized_start=619
-  _globals['_GETRUNREQUEST']._serialized_end=667
-  _globals['_GETRUNRESPONSE']._serialized_start=669
-  _globals['_GETRUNRESPONSE']._serialized_end=713
-  _globals['_FLEET']._serialized_start=716
-  _globals['_FLEET']._serialized_end=1354
+  _globals['_PUSHMESSAGESREQUEST']._serialized_start=450
+  _globals['_PUSHMESSAGESREQUEST']._serialized_end=611
+  _globals['_PUSHMESSAGESRESPONSE']._serialized_start=613
+  _globals['_PUSHMESSAGESRESPONSE']._serialized_end=665
+  _globals['_GETRUNREQUEST']._serialized_start=667
+  _globals['_GETRUNREQUEST']._serialized_end=715
+  _globals['_GETRUNRESPONSE']._serialized_start=717
+  _globals['_GETRUNRESPONSE']._serialized_end=761
+  _globals['_FLEET']._serialized_start=764
+  _globals['_FLEET']._serialized_end=1402
 # @@protoc_insertion_point(module_scope)

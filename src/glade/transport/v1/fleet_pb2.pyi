@@ -59,14 +59,16 @@ class PullMessagesRequest(_message.Message):
     def __init__(self, node_id: _Optional[int] = ..., wait_s: _Optional[float] = ..., max_messages: _Optional[int] = ...) -> None: ...
 
 class PushMessagesRequest(_message.Message):
-    __slots__ = ("node_id", "messages", "objects")
+    __slots__ = ("node_id", "messages", "objects", "inline_objects")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    INLINE_OBJECTS_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     messages: _containers.RepeatedCompositeFieldContainer[_message_pb2.Message]
     objects: _containers.RepeatedCompositeFieldContainer[_message_pb2.ObjectInfo]
-    def __init__(self, node_id: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[_message_pb2.Message, _Mapping]]] = ..., objects: _Optional[_Iterable[_Union[_message_pb2.ObjectInfo, _Mapping]]] = ...) -> None: ...
+    inline_objects: _containers.RepeatedCompositeFieldContainer[_message_pb2.ObjectChunk]
+    def __init__(self, node_id: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[_message_pb2.Message, _Mapping]]] = ..., objects: _Optional[_Iterable[_Union[_message_pb2.ObjectInfo, _Mapping]]] = ..., inline_objects: _Optional[_Iterable[_Union[_message_pb2.ObjectChunk, _Mapping]]] = ...) -> None: ...
 
 class PushMessagesResponse(_message.Message):
     __slots__ = ("accepted_message_ids",)

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from glade.transport.v1 import message_pb2 as glade_dot_v1_dot_message__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12glade/v1/run.proto\x12\x08glade.v1\x1a\x16glade/v1/message.proto\"\xed\x02\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.glade.v1.RunStatus\x12\x12\n\nsub_status\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x15\n\rapp_publisher\x18\x05 \x01(\t\x12\x10\n\x08\x61pp_name\x18\x06 \x01(\t\x12\x13\n\x0b\x61pp_version\x18\x07 \x01(\t\x12\x11\n\tbundle_id\x18\x08 \x01(\t\x12(\n\nrun_config\x18\t \x01(\x0b\x32\x14.glade.v1.UserConfig\x12\x12\n\ncreated_at\x18\n \x01(\x01\x12\x12\n\nstarted_at\x18\x0b \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x0c \x01(\x01\x12\r\n\x05owner\x18\r \x01(\t\x12\x14\n\x0chistory_json\x18\x0e \x01(\t\x12\x30\n\x12\x66\x65\x64\x65ration_options\x18\x0f \x01(\x0b\x32\x14.glade.v1.UserConfig\"\x8d\x01\n\x04Node\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06online\x18\x03 \x01(\x08\x12\x14\n\x0clast_seen_at\x18\x04 \x01(\x01\x12)\n\x0bnode_config\x18\x05 \x01(\x0b\x32\x14.glade.v1.UserConfig\x12\x15\n\rregistered_at\x18\x06 \x01(\x01\"8\n\x08LogChunk\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04text\x18\x03 \x01(\t\"\xb8\x01\n\x08RunEvent\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x14\n\x0cserver_round\x18\x02 \x01(\x12\x12\x12\n\nnum_rounds\x18\x03 \x01(\x12\x12\r\n\x05stage\x18\x04 \x01(\t\x12\'\n\x07metrics\x18\x05 \x01(\x0b\x32\x16.glade.v1.MetricRecord\x12\x13\n\x0bnum_replies\x18\x06 \x01(\x12\x12\x14\n\x0cnum_failures\x18\x07 \x01(\x12\x12\x11\n\telapsed_s\x18\x08 \x01(\x01\"Z\n\x0cMessageBatch\x12#\n\x08messages\x18\x01 \x03(\x0b\x32\x11.glade.v1.Message\x12%\n\x07objects\x18\x02 \x03(\x0b\x32\x14.glade.v1.ObjectInfo\"6\n\x11PullObjectRequest\x12\x11\n\tobject_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\"5\n\x12PushObjectResponse\x12\x11\n\tobject_id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\"\'\n\x11HasObjectsRequest\x12\x12\n\nobject_ids\x18\x01 \x03(\t\"%\n\x12HasObjectsResponse\x12\x0f\n\x07missing\x18\x01 \x03(\t*\x89\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_STATUS_PENDING\x10\x01\x12\x17\n\x13RUN_STATUS_STARTING\x10\x02\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x03\x12\x17\n\x13RUN_STATUS_FINISHED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12glade/v1/run.proto\x12\x08glade.v1\x1a\x16glade/v1/message.proto\"\xed\x02\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.glade.v1.RunStatus\x12\x12\n\nsub_status\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x15\n\rapp_publisher\x18\x05 \x01(\t\x12\x10\n\x08\x61pp_name\x18\x06 \x01(\t\x12\x13\n\x0b\x61pp_version\x18\x07 \x01(\t\x12\x11\n\tbundle_id\x18\x08 \x01(\t\x12(\n\nrun_config\x18\t \x01(\x0b\x32\x14.glade.v1.UserConfig\x12\x12\n\ncreated_at\x18\n \x01(\x01\x12\x12\n\nstarted_at\x18\x0b \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x0c \x01(\x01\x12\r\n\x05owner\x18\r \x01(\t\x12\x14\n\x0chistory_json\x18\x0e \x01(\t\x12\x30\n\x12\x66\x65\x64\x65ration_options\x18\x0f \x01(\x0b\x32\x14.glade.v1.UserConfig\"\x8d\x01\n\x04Node\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06online\x18\x03 \x01(\x08\x12\x14\n\x0clast_seen_at\x18\x04 \x01(\x01\x12)\n\x0bnode_config\x18\x05 \x01(\x0b\x32\x14.glade.v1.UserConfig\x12\x15\n\rregistered_at\x18\x06 \x01(\x01\"8\n\x08LogChunk\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04text\x18\x03 \x01(\t\"\xb8\x01\n\x08RunEvent\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x14\n\x0cserver_round\x18\x02 \x01(\x12\x12\x12\n\nnum_rounds\x18\x03 \x01(\x12\x12\r\n\x05stage\x18\x04 \x01(\t\x12\'\n\x07metrics\x18\x05 \x01(\x0b\x32\x16.glade.v1.MetricRecord\x12\x13\n\x0bnum_replies\x18\x06 \x01(\x12\x12\x14\n\x0cnum_failures\x18\x07 \x01(\x12\x12\x11\n\telapsed_s\x18\x08 \x01(\x01\"\x89\x01\n\x0cMessageBatch\x12#\n\x08messages\x18\x01 \x03(\x0b\x32\x11.glade.v1.Message\x12%\n\x07objects\x18\x02 \x03(\x0b\x32\x14.glade.v1.ObjectInfo\x12-\n\x0einline_objects\x18\x03 \x03(\x0b\x32\x15.glade.v1.ObjectChunk\"6\n\x11PullObjectRequest\x12\x11\n\tobject_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\"5\n\x12PushObjectResponse\x12\x11\n\tobject_id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\"\'\n\x11HasObjectsRequest\x12\x12\n\nobject_ids\x18\x01 \x03(\t\"%\n\x12HasObjectsResponse\x12\x0f\n\x07missing\x18\x01 \x03(\t*\x89\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_STATUS_PENDING\x10\x01\x12\x17\n\x13RUN_STATUS_STARTING\x10\x02\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x03\x12\x17\n\x13RUN_STATUS_FINISHED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'glade.transport.v1.run_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNSTATUS']._serialized_start=1097
-  _globals['_RUNSTATUS']._serialized_end=1234
+  _globals['_RUNSTATUS']._serialized_start=1145
+  _globals['_RUNSTATUS']._serialized_end=1282
   _globals['_RUN']._serialized_start=57
   _globals['_RUN']._serialized_end=422
   _globals['_NODE']._serialized_start=425
@@ -42,14 +42,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGCHUNK']._serialized_end=624
   _globals['_RUNEVENT']._serialized_start=627
   _globals['_RUNEVENT']._serialized_end=811
-  _globals['_MESSAGEBATCH']._serialized_start=813
-  _globals['_MESSAGEBATCH']._serialized_end=903
-  _globals['_PULLOBJECTREQUEST']._serialized_start=905
-  _globals['_PULLOBJECTREQUEST']._serialized_end=959
-  _globals['_PUSHOBJECTRESPONSE']._serialized_start=961
-  _globals['_PUSHOBJECTRESPONSE']._serialized_end=1014
-  _globals['_HASOBJECTSREQUEST']._serialized_start=1016
-  _globals['_HASOBJECTSREQUEST']._serialized_end=1055
-  _globals['_HASOBJECTSRESPONSE']._serialized_start=1057
-  _globals['_HASOBJECTSRESPONSE']._serialized_end=1094
+  _globals['_MESSAGEBATCH']._serialized_start=814
+  _globals['_MESSAGEBATCH']._serialized_end=951
+  _globals['_PULLOBJECTREQUEST']._serialized_start=953
+  _globals['_PULLOBJECTREQUEST']._serialized_end=1007
+  _globals['_PUSHOBJECTRESPONSE']._serialized_start=1009
+  _globals['_PUSHOBJECTRESPONSE']._serialized_end=1062
+  _globals['_HASOBJECTSREQUEST']._serialized_start=1064
+  _globals['_HASOBJECTSREQUEST']._serialized_end=1103
+  _globals['_HASOBJECTSRESPONSE']._serialized_start=1105
+  _globals['_HASOBJECTSRESPONSE']._serialized_end=1142
 # @@protoc_insertion_point(module_scope)

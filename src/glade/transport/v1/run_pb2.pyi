@@ -102,12 +102,14 @@ class RunEvent(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., server_round: _Optional[int] = ..., num_rounds: _Optional[int] = ..., stage: _Optional[str] = ..., metrics: _Optional[_Union[_message_pb2.MetricRecord, _Mapping]] = ..., num_replies: _Optional[int] = ..., num_failures: _Optional[int] = ..., elapsed_s: _Optional[float] = ...) -> None: ...
 
 class MessageBatch(_message.Message):
-    __slots__ = ("messages", "objects")
+    __slots__ = ("messages", "objects", "inline_objects")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    INLINE_OBJECTS_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[_message_pb2.Message]
     objects: _containers.RepeatedCompositeFieldContainer[_message_pb2.ObjectInfo]
-    def __init__(self, messages: _Optional[_Iterable[_Union[_message_pb2.Message, _Mapping]]] = ..., objects: _Optional[_Iterable[_Union[_message_pb2.ObjectInfo, _Mapping]]] = ...) -> None: ...
+    inline_objects: _containers.RepeatedCompositeFieldContainer[_message_pb2.ObjectChunk]
+    def __init__(self, messages: _Optional[_Iterable[_Union[_message_pb2.Message, _Mapping]]] = ..., objects: _Optional[_Iterable[_Union[_message_pb2.ObjectInfo, _Mapping]]] = ..., inline_objects: _Optional[_Iterable[_Union[_message_pb2.ObjectChunk, _Mapping]]] = ...) -> None: ...
 
 class PullObjectRequest(_message.Message):
     __slots__ = ("object_id", "offset")

@@ -26,7 +26,7 @@ from glade.transport.v1 import message_pb2 as glade_dot_v1_dot_message__pb2
 from glade.transport.v1 import run_pb2 as glade_dot_v1_dot_run__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aglade/v1/serverappio.proto\x12\x08glade.v1\x1a\x16glade/v1/message.proto\x1a\x12glade/v1/run.proto\"0\n\x0fRunTokenRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\r\n\x05token\x18\x02 \x01(\t\"0\n\x12GetRunInfoResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.glade.v1.Run\"$\n\x10GetNodesResponse\x12\x10\n\x08node_ids\x18\x01 \x03(\x04\"~\n\x11ServerPushRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\r\n\x05token\x18\x02 \x01(\t\x12#\n\x08messages\x18\x03 \x03(\x0b\x32\x11.glade.v1.Message\x12%\n\x07objects\x18\x04 \x03(\x0b\x32\x14.glade.v1.ObjectInfo\")\n\x12ServerPushResponse\x12\x13\n\x0bmessage_ids\x18\x01 \x03(\t\"W\n\x11ServerPullRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\r\n\x05token\x18\x02 \x01(\t\x12\x13\n\x0bmessage_ids\x18\x03 \x03(\t\x12\x0e\n\x06wait_s\x18\x04 \x01(\x01\"V\n\x12ReportEventRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\r\n\x05token\x18\x02 \x01(\t\x12!\n\x05\x65vent\x18\x03 \x01(\x0b\x32\x12.glade.v1.RunEvent\"\x15\n\x13ReportEventResponse2\xc5\x04\n\x0bServerAppIo\x12\x45\n\nGetRunInfo\x12\x19.glade.v1.RunTokenRequest\x1a\x1c.glade.v1.GetRunInfoResponse\x12\x41\n\x08GetNodes\x12\x19.glade.v1.RunTokenRequest\x1a\x1a.glade.v1.GetNodesResponse\x12I\n\x0cPushMessages\x12\x1b.glade.v1.ServerPushRequest\x1a\x1c.glade.v1.ServerPushResponse\x12\x43\n\x0cPullMessages\x12\x1b.glade.v1.ServerPullRequest\x1a\x16.glade.v1.MessageBatch\x12J\n\x0bReportEvent\x12\x1c.glade.v1.ReportEventRequest\x1a\x1d.glade.v1.ReportEventResponse\x12\x42\n\nPullObject\x12\x1b.glade.v1.PullObjectRequest\x1a\x15.glade.v1.ObjectChunk0\x01\x12\x43\n\nPushObject\x12\x15.glade.v1.ObjectChunk\x1a\x1c.glade.v1.PushObjectResponse(\x01\x12G\n\nHasObjects\x12\x1b.glade.v1.HasObjectsRequest\x1a\x1c.glade.v1.HasObjectsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aglade/v1/serverappio.proto\x12\x08glade.v1\x1a\x16glade/v1/message.proto\x1a\x12glade/v1/run.proto\"0\n\x0fRunTokenRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\r\n\x05token\x18\x02 \x01(\t\"0\n\x12GetRunInfoResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.glade.v1.Run\"$\n\x10GetNodesResponse\x12\x10\n\x08node_ids\x18\x01 \x03(\x04\"\xad\x01\n\x11ServerPushRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\r\n\x05token\x18\x02 \x01(\t\x12#\n\x08messages\x18\x03 \x03(\x0b\x32\x11.glade.v1.Message\x12%\n\x07objects\x18\x04 \x03(\x0b\x32\x14.glade.v1.ObjectInfo\x12-\n\x0einline_objects\x18\x05 \x03(\x0b\x32\x15.glade.v1.ObjectChunk\")\n\x12ServerPushResponse\x12\x13\n\x0bmessage_ids\x18\x01 \x03(\t\"W\n\x11ServerPullRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\r\n\x05token\x18\x02 \x01(\t\x12\x13\n\x0bmessage_ids\x18\x03 \x03(\t\x12\x0e\n\x06wait_s\x18\x04 \x01(\x01\"V\n\x12ReportEventRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\r\n\x05token\x18\x02 \x01(\t\x12!\n\x05\x65vent\x18\x03 \x01(\x0b\x32\x12.glade.v1.RunEvent\"\x15\n\x13ReportEventResponse2\xc5\x04\n\x0bServerAppIo\x12\x45\n\nGetRunInfo\x12\x19.glade.v1.RunTokenRequest\x1a\x1c.glade.v1.GetRunInfoResponse\x12\x41\n\x08GetNodes\x12\x19.glade.v1.RunTokenRequest\x1a\x1a.glade.v1.GetNodesResponse\x12I\n\x0cPushMessages\x12\x1b.glade.v1.ServerPushRequest\x1a\x1c.glade.v1.ServerPushResponse\x12\x43\n\x0cPullMessages\x12\x1b.glade.v1.ServerPullRequest\x1a\x16.glade.v1.MessageBatch\x12J\n\x0bReportEvent\x12\x1c.glade.v1.ReportEventRequest\x1a\x1d.glade.v1.ReportEventResponse\x12\x42\n\nPullObject\x12\x1b.glade.v1.PullObjectRequest\x1a\x15.glade.v1.ObjectChunk0\x01\x12\x43\n\nPushObject\x12\x15.glade.v1.ObjectChunk\x1a\x1c.glade.v1.PushObjectResponse(\x01\x12G\n\nHasObjects\x12\x1b.glade.v1.HasObjectsRequest\x1a\x1c.glade.v1.HasObjectsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,16 +39,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRUNINFORESPONSE']._serialized_end=182
   _globals['_GETNODESRESPONSE']._serialized_start=184
   _globals['_GETNODESRESPONSE']._serialized_end=220
-  _globals['_SERVERPUSHREQUEST']._serialized_start=222
-  _globals['_SERVERPUSHREQUEST']._serialized_end=348
-  _globals['_SERVERPUSHRESPONSE']._serialized_start=350
-  _globals['_SERVERPUSHRESPONSE']._serialized_end=391
-  _globals['_SERVERPULLREQUEST']._serialized_start=393
-  _globals['_SERVERPULLREQUEST']._serialized_end=480
-  _globals['_REPORTEVENTREQUEST']._serialized_start=482
-  _globals['_REPORTEVENTREQUEST']._serialized_end=568
-  _globals['_REPORTEVENTRESPONSE']._serialized_start=570
-  _globals['_REPORTEVENTRESPONSE']._serialized_end=591
-  _globals['_SERVERAPPIO']._serialized_start=594
-  _globals['_SERVERAPPIO']._serialized_end=1175
+  _globals['_SERVERPUSHREQUEST']._serialized_start=223
+  _globals['_SERVERPUSHREQUEST']._serialized_end=396
+  _globals['_SERVERPUSHRESPONSE']._serialized_start=398
+  _globals['_SERVERPUSHRESPONSE']._serialized_end=439
+  _globals['_SERVERPULLREQUEST']._serialized_start=441
+  _globals['_SERVERPULLREQUEST']._serialized_end=528
+  _globals['_REPORTEVENTREQUEST']._serialized_start=530
+  _globals['_REPORTEVENTREQUEST']._serialized_end=616
+  _globals['_REPORTEVENTRESPONSE']._serialized_start=618
+  _globals['_REPORTEVENTRESPONSE']._serialized_end=639
+  _globals['_SERVERAPPIO']._serialized_start=642
+  _globals['_SERVERAPPIO']._serialized_end=1223
 # @@protoc_insertion_point(module_scope)

@@ -29,16 +29,18 @@ class GetNodesResponse(_message.Message):
     def __init__(self, node_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ServerPushRequest(_message.Message):
-    __slots__ = ("run_id", "token", "messages", "objects")
+    __slots__ = ("run_id", "token", "messages", "objects", "inline_objects")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    INLINE_OBJECTS_FIELD_NUMBER: _ClassVar[int]
     run_id: int
     token: str
     messages: _containers.RepeatedCompositeFieldContainer[_message_pb2.Message]
     objects: _containers.RepeatedCompositeFieldContainer[_message_pb2.ObjectInfo]
-    def __init__(self, run_id: _Optional[int] = ..., token: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_message_pb2.Message, _Mapping]]] = ..., objects: _Optional[_Iterable[_Union[_message_pb2.ObjectInfo, _Mapping]]] = ...) -> None: ...
+    inline_objects: _containers.RepeatedCompositeFieldContainer[_message_pb2.ObjectChunk]
+    def __init__(self, run_id: _Optional[int] = ..., token: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_message_pb2.Message, _Mapping]]] = ..., objects: _Optional[_Iterable[_Union[_message_pb2.ObjectInfo, _Mapping]]] = ..., inline_objects: _Optional[_Iterable[_Union[_message_pb2.ObjectChunk, _Mapping]]] = ...) -> None: ...
 
 class ServerPushResponse(_message.Message):
     __slots__ = ("message_ids",)

@@ -1,0 +1,310 @@
+"""`Delivery`: how messages move between ServerApp processes and SuperNodes.
+
+- Instructions are validated (decoded against the object store) and stored; a node pulling
+  them *leases* them. Unreplied instructions are offered again once the lease expires
+  (at-least-once), and at once to a node that registers again (it restarted).
+- Replies are de-duplicated by the instruction they answer: the first one wins, so an
+  aggregate never counts a node twice (effectively exactly-once).
+- Instructions past their TTL, and those of nodes that went offline or left, are answered
+  by the SuperLink with an error reply (``REPLY_TIMEOUT`` / ``NODE_UNAVAILABLE``), so a
+  strategy does not wait for its full timeout.
+- Waiting is a long-poll on a :class:`~glade.superlink.notify.Notifier` topic, never a
+  fixed sleep: ``("node", id)`` wakes a node's pull, ``("run", id)`` a ServerApp's pull.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+from glade.errors import (
+    AccessDeniedError,
+    InvalidArgumentError,
+    InvalidStateError,
+    NotFoundError,
+    SerdeError,
+)
+from glade.message import ErrorCode
+from glade.superlink.notify import Notifier
+from glade.superlink.object_store import ObjectStore
+from glade.superlink.state import RunStatus, State, StoredMessage
+from glade.transport.codec import message_from_proto
+from glade.transport.objects import MAX_INLINE_BYTES, SMALL_OBJECT
+from glade.transport.v1 import message_pb2 as pb
+from glade.transport.v1 import run_pb2
+
+__all__ = ["Delivery", "node_topic", "run_topic"]
+
+logger = logging.getLogger(__name__)
+
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}")
+_RECHECK_S = 1.0  # a waiting poll re-reads the state this often (lease expiry has no event)
+
+
+def node_topic(node_id: int) -> tuple[str, int]:
+    return ("node", node_id)
+
+
+def run_topic(run_id: int) -> tuple[str, int]:
+    return ("run", run_id)
+
+
+class _StoredObjects(Mapping[str, memoryview]):
+    """The object store as the codec's object mapping (memory-mapped, loaded lazily)."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+        self._cache: dict[str, memoryview] = {}
+
+    def __getitem__(self, object_id: str) -> memoryview:
+        if object_id not in self._cache:
+            try:
+                self._cache[object_id] = self._store.map(object_id)
+            except (NotFoundError, InvalidArgumentError):
+                raise KeyError(object_id) from None
+        return self._cache[object_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cache)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+def _array_refs(proto: pb.Message) -> tuple[tuple[str, int], ...]:
+    refs: dict[str, int] = {}
+    if proto.WhichOneof("body") == "content":
+        for entry in proto.content.entries:
+            if entry.WhichOneof("record") == "array_record":
+                for item in entry.array_record.entries:
+                    refs[item.value.object_id] = item.value.nbytes
+    return tuple(refs.items())
+
+
+class Delivery:
+    """Message routing on top of a State, an ObjectStore and a Notifier."""
+
+    def __init__(
+        self,
+        state: State,
+        store: ObjectStore,
+        notifier: Notifier,
+        *,
+        lease_s: float,
+        max_wait_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._state = state
+        self._store = store
+        self._notifier = notifier
+        self._lease_s = lease_s
+        self._max_wait_s = max_wait_s
+        self._clock = clock
+
+    # -- validation ------------------------------------------------------------------------
+    def _validate(self, proto: pb.Message, objects: _StoredObjects) -> StoredMessage:
+        if not proto.HasField("metadata"):
+            raise InvalidArgumentError("a message has no metadata")
+        md = proto.metadata
+        if not _MESSAGE_ID.fullmatch(md.message_id):
+            raise InvalidArgumentError(f"invalid message id {md.message_id!r}")
+        try:
+            message_from_proto(proto, objects)  # the full structure, arrays against the store
+        except SerdeError as exc:
+            raise SerdeError(f"message {md.message_id}: {exc}") from None
+        return StoredMessage(
+            message_id=md.message_id,
+            run_id=md.run_id,
+            src_node_id=md.src_node_id,
+            dst_node_id=md.dst_node_id,
+            reply_to=md.reply_to_message_id,
+            created_at=md.created_at,
+            ttl=md.ttl,
+            payload=proto.SerializeToString(),
+            objects=_array_refs(proto),
+        )
+
+    # -- the ServerApp side ----------------------------------------------------------------
+    def push_instructions(
+        self, run_id: int, protos: Sequence[pb.Message], inline: Sequence[pb.ObjectChunk] = ()
+    ) -> list[str]:
+        """Validate and store a ServerApp's instructions; returns their ids (all or none)."""
+        run = self._state.get_run(run_id)
+        if run is None or run.status != RunStatus.RUNNING:
+            raise InvalidStateError(f"run {run_id} is not running; it cannot send messages")
+        self._store.put_inline(inline, limit=SMALL_OBJECT)
+        objects = _StoredObjects(self._store)
+        messages = [self._validate(p, objects) for p in protos]
+        offline: list[StoredMessage] = []
+        for m in messages:
+            if m.run_id != run_id or m.src_node_id != 0 or m.reply_to:
+                raise InvalidArgumentError(
+                    f"message {m.message_id}: instructions of run {run_id} need run_id="
+                    f"{run_id}, src_node_id=0 and no reply_to_message_id"
+                )
+            node = self._state.get_node(m.dst_node_id)
+            if node is None:
+                raise NotFoundError(f"message {m.message_id}: unknown node {m.dst_node_id}")
+            if not node.online:
+                offline.append(m)
+        try:
+            self._state.add_instructions(messages)
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        if offline:
+            self._answer_with_errors(offline, ErrorCode.NODE_UNAVAILABLE, "the node is offline")
+        self._notifier.notify(*{node_topic(m.dst_node_id) for m in messages})
+        return [m.message_id for m in messages]
+
+    def pull_replies(
+        self, run_id: int, message_ids: Sequence[str], *, wait_s: float
+    ) -> list[StoredMessage]:
+        """Replies to ``message_ids`` not pulled before, waiting up to ``wait_s`` for one."""
+        deadline = time.monotonic() + min(max(wait_s, 0.0), self._max_wait_s)
+        topic = run_topic(run_id)
+        while True:
+            version = self._notifier.version(topic)
+            replies = self._state.take_replies(run_id, message_ids, now=self._clock())
+            remaining = deadline - time.monotonic()
+            if replies or remaining <= 0 or self._notifier.closed:
+                return replies
+            self._notifier.wait(topic, version, timeout=remaining)
+
+    def release_taken(self, run_id: int) -> int:
+        """Forget the replies the run pulled before now, and the instructions they answer.
+
+        The ServerApp fetches a pull's objects before it pulls again, so its next pull is
+        the moment their objects may go.
+        """
+        return self._state.prune_messages(taken_before=self._clock(), run_id=run_id)
+
+    # -- the SuperNode side ----------------------------------------------------------------
+    def pull_instructions(self, node_id: int, *, wait_s: float, limit: int) -> list[StoredMessage]:
+        """Lease the node's next instructions, waiting up to ``wait_s`` for one."""
+        deadline = time.monotonic() + min(max(wait_s, 0.0), self._max_wait_s)
+        topic = node_topic(node_id)
+        limit = max(1, min(limit or 100, 1000))
+        while True:
+            version = self._notifier.version(topic)
+            leased = self._state.lease_instructions(
+                node_id, now=self._clock(), lease_s=self._lease_s, limit=limit
+            )
+            remaining = deadline - time.monotonic()
+            if leased or remaining <= 0 or self._notifier.closed:
+                return leased
+            self._notifier.wait(topic, version, timeout=min(remaining, _RECHECK_S))
+
+    def push_replies(
+        self, node_id: int, protos: Sequence[pb.Message], inline: Sequence[pb.ObjectChunk] = ()
+    ) -> list[str]:
+        """Validate and store a node's replies; returns the ids stored (duplicates dropped)."""
+        self._store.put_inline(inline, limit=SMALL_OBJECT)
+        objects = _StoredObjects(self._store)
+        replies = [self._validate(p, objects) for p in protos]
+        instructions = {
+            m.message_id: m for m in self._state.get_instructions([r.reply_to for r in replies])
+        }
+        for r in replies:
+            answered = instructions.get(r.reply_to)
+            if answered is None:
+                raise NotFoundError(
+                    f"reply {r.message_id} answers {r.reply_to!r}, which is not a pending "
+                    "instruction (unknown, or its run has finished)"
+                )
+            if answered.dst_node_id != node_id or r.src_node_id != node_id:
+                raise AccessDeniedError(
+                    f"reply {r.message_id}: instruction {r.reply_to} was sent to node "
+                    f"{answered.dst_node_id}, not to node {node_id}"
+                )
+            if r.run_id != answered.run_id or r.dst_node_id != 0:
+                raise InvalidArgumentError(
+                    f"reply {r.message_id} must have run_id={answered.run_id} and dst_node_id=0"
+                )
+        return self._store_replies(replies)
+
+    def _store_replies(self, replies: Sequence[StoredMessage]) -> list[str]:
+        try:
+            stored = self._state.add_replies(replies, now=self._clock())
+        except LookupError as exc:
+            raise NotFoundError(str(exc)) from None
+        self._notifier.notify(*{run_topic(r.run_id) for r in replies})
+        return stored
+
+    def batch(self, messages: Sequence[StoredMessage]) -> run_pb2.MessageBatch:
+        """The MessageBatch of ``messages``: their objects listed, the small ones inline."""
+        batch = run_pb2.MessageBatch()
+        budget = MAX_INLINE_BYTES
+        for message in messages:
+            batch.messages.add().MergeFromString(message.payload)
+        for object_id, size in dict(o for m in messages for o in m.objects).items():
+            batch.objects.add(object_id=object_id, size=size)
+            if size <= SMALL_OBJECT and size <= budget:
+                with contextlib.suppress(NotFoundError):  # GC'd: the receiver asks for it
+                    data = self._store.read_bytes(object_id)
+                    batch.inline_objects.add(
+                        object_id=object_id, offset=0, total_size=len(data), data=data
+                    )
+                    budget -= size
+        return batch
+
+    # -- the SuperLink's own replies -------------------------------------------------------
+    def node_unavailable(self, node_id: int, why: str) -> int:
+        """Answer the node's unreplied instructions with NODE_UNAVAILABLE errors."""
+        pending = self._state.unreplied_instructions(node_id=node_id)
+        self._answer_with_errors(pending, ErrorCode.NODE_UNAVAILABLE, why)
+        return len(pending)
+
+    def expire(self) -> int:
+        """Answer instructions past their TTL with REPLY_TIMEOUT errors."""
+        expired = self._state.unreplied_instructions(expired_at=self._clock())
+        self._answer_with_errors(expired, ErrorCode.REPLY_TIMEOUT, "no reply within the TTL")
+        return len(expired)
+
+    def release_leases(self, node_id: int) -> None:
+        """Offer the node's leased instructions again at once (it restarted)."""
+        self._state.release_leases(node_id)
+        self._notifier.notify(node_topic(node_id))
+
+    def _answer_with_errors(
+        self, instructions: Sequence[StoredMessage], code: ErrorCode, why: str
+    ) -> None:
+        if not instructions:
+            return
+        now = self._clock()
+        replies = [_error_reply(m, code, why, now) for m in instructions]
+        self._store_replies(replies)
+        logger.info("answered %d instruction(s) with %s: %s", len(replies), code.name, why)
+
+
+def _error_reply(
+    instruction: StoredMessage, code: ErrorCode, why: str, now: float
+) -> StoredMessage:
+    original = pb.Message.FromString(instruction.payload).metadata
+    node = instruction.dst_node_id
+    metadata = pb.Metadata(
+        run_id=instruction.run_id,
+        message_id=uuid.uuid4().hex,
+        src_node_id=node,
+        dst_node_id=0,
+        reply_to_message_id=instruction.message_id,
+        group_id=original.group_id,
+        message_type=original.message_type,
+        ttl=original.ttl,
+        created_at=now,
+    )
+    reason = f"node {node}: {why}"
+    proto = pb.Message(metadata=metadata, error=pb.Error(code=int(code), reason=reason))
+    return StoredMessage(
+        message_id=metadata.message_id,
+        run_id=instruction.run_id,
+        src_node_id=node,
+        dst_node_id=0,
+        reply_to=instruction.message_id,
+        created_at=now,
+        ttl=original.ttl,
+        payload=proto.SerializeToString(),
+    )

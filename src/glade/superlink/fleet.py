@@ -1,0 +1,177 @@
+"""The Fleet API servicer: SuperNodes register, heartbeat, pull instructions, push replies.
+
+Every request names its node (``node_id`` in the request, or ``glade-node-id`` metadata on
+object calls); an unknown node is answered NOT_FOUND, so a node whose SuperLink forgot it
+knows to register again. Each request counts as a sign of life, as does a pull in progress.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import grpc
+
+from glade.errors import InvalidArgumentError, NotFoundError
+from glade.superlink.convert import run_to_proto, user_config
+from glade.superlink.delivery import Delivery
+from glade.superlink.rpc import ObjectRpcs, check_id, metadata_id
+from glade.superlink.state import State
+from glade.transport.objects import NODE_ID_KEY
+from glade.transport.v1 import fleet_pb2 as fpb
+from glade.transport.v1 import fleet_pb2_grpc, run_pb2
+from glade.transport.v1 import message_pb2 as pb
+
+__all__ = ["FleetServicer"]
+
+_MAX_NAME = 256
+
+
+class FleetServicer(fleet_pb2_grpc.FleetServicer):
+    """Implements ``glade.v1.Fleet`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        state: State,
+        delivery: Delivery,
+        objects: ObjectRpcs,
+        heartbeat_interval_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._state = state
+        self._delivery = delivery
+        self._objects = objects
+        self._heartbeat_interval_s = heartbeat_interval_s
+        self._clock = clock
+        self._busy: Counter[int] = Counter()
+        self._seen: dict[int, float] = {}  # node -> when its sign of life was last stored
+        self._touch_every_s = min(1.0, heartbeat_interval_s / 4)
+        self._lock = threading.Lock()
+
+    def busy_nodes(self) -> list[int]:
+        """Nodes with a long-poll or an object transfer in progress: alive, whatever their
+        last heartbeat (a 4 GB upload may take longer than the offline timeout)."""
+        with self._lock:
+            return [node for node, n in self._busy.items() if n > 0]
+
+    @contextlib.contextmanager
+    def _busy_with(self, node_id: int) -> Iterator[None]:
+        with self._lock:
+            self._busy[node_id] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy[node_id] -= 1
+                if not self._busy[node_id]:
+                    del self._busy[node_id]
+
+    def _stream(self, node_id: int, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        with self._busy_with(node_id):
+            yield from chunks
+
+    def _node(self, node_id: int) -> int:
+        """``node_id`` if the node is registered; its sign of life is recorded."""
+        check_id(node_id, "node")
+        now = self._clock()
+        with self._lock:
+            fresh = now - self._seen.get(node_id, -1e18) < self._touch_every_s
+        if fresh:  # written to the state less than _touch_every_s ago
+            return node_id
+        if not self._state.touch_node(node_id, now=now):
+            raise NotFoundError(f"unknown node {node_id}: register (again) first")
+        with self._lock:
+            self._seen[node_id] = now
+        return node_id
+
+    def _forget(self, node_id: int) -> None:
+        with self._lock:
+            self._seen.pop(node_id, None)
+
+    def _metadata_node(self, context: grpc.ServicerContext) -> int:
+        return self._node(metadata_id(context, NODE_ID_KEY, "node"))
+
+    # -- membership ------------------------------------------------------------------------
+    def Register(self, request: fpb.RegisterRequest, context: object) -> fpb.RegisterResponse:
+        if len(request.name) > _MAX_NAME:
+            raise InvalidArgumentError(f"a node name has at most {_MAX_NAME} characters")
+        config = user_config(request.node_config, where="node_config")
+        previous = request.node_id
+        if previous:
+            check_id(previous, "node")
+        known = bool(previous) and self._state.get_node(previous) is not None
+        self._forget(previous)
+        node_id = self._state.register_node(
+            name=request.name, node_config=config, now=self._clock(), node_id=previous
+        )
+        if known:
+            self._delivery.release_leases(node_id)  # it restarted: offer its work again now
+        return fpb.RegisterResponse(
+            node_id=node_id, heartbeat_interval_s=self._heartbeat_interval_s
+        )
+
+    def Unregister(self, request: fpb.UnregisterRequest, context: object) -> fpb.UnregisterResponse:
+        node_id = self._node(request.node_id)
+        self._forget(node_id)
+        self._delivery.node_unavailable(node_id, "the node left the federation")
+        self._state.remove_node(node_id)
+        return fpb.UnregisterResponse()
+
+    def Heartbeat(self, request: fpb.HeartbeatRequest, context: object) -> fpb.HeartbeatResponse:
+        try:
+            self._node(request.node_id)
+        except NotFoundError:
+            return fpb.HeartbeatResponse(known=False)
+        return fpb.HeartbeatResponse(known=True)
+
+    # -- messages --------------------------------------------------------------------------
+    def PullMessages(
+        self, request: fpb.PullMessagesRequest, context: object
+    ) -> run_pb2.MessageBatch:
+        node_id = self._node(request.node_id)
+        with self._busy_with(node_id):
+            leased = self._delivery.pull_instructions(
+                node_id, wait_s=request.wait_s, limit=request.max_messages
+            )
+        return self._delivery.batch(leased)
+
+    def PushMessages(
+        self, request: fpb.PushMessagesRequest, context: object
+    ) -> fpb.PushMessagesResponse:
+        node_id = self._node(request.node_id)
+        accepted = self._delivery.push_replies(
+            node_id, list(request.messages), list(request.inline_objects)
+        )
+        self._objects.garbage.release(("node", node_id))
+        return fpb.PushMessagesResponse(accepted_message_ids=accepted)
+
+    def GetRun(self, request: fpb.GetRunRequest, context: object) -> fpb.GetRunResponse:
+        self._node(request.node_id)
+        run = self._state.get_run(check_id(request.run_id, "run"))
+        if run is None:
+            raise NotFoundError(f"unknown run id {request.run_id}")
+        return fpb.GetRunResponse(run=run_to_proto(run))
+
+    # -- objects ---------------------------------------------------------------------------
+    def PullObject(
+        self, request: run_pb2.PullObjectRequest, context: grpc.ServicerContext
+    ) -> Iterator[bytes]:
+        node_id = self._metadata_node(context)
+        return self._stream(node_id, self._objects.pull(request))
+
+    def PushObject(
+        self, request_iterator: Iterator[pb.ObjectChunk], context: grpc.ServicerContext
+    ) -> run_pb2.PushObjectResponse:
+        node_id = self._metadata_node(context)
+        with self._busy_with(node_id):
+            return self._objects.push(request_iterator, ("node", node_id))
+
+    def HasObjects(
+        self, request: run_pb2.HasObjectsRequest, context: grpc.ServicerContext
+    ) -> run_pb2.HasObjectsResponse:
+        node_id = self._metadata_node(context)
+        return self._objects.has(request, ("node", node_id))

@@ -1,0 +1,239 @@
+"""`SuperLink`: the three gRPC servers, the state, the object store and the run manager."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+
+from glade.superlink.config import SuperLinkConfig
+from glade.superlink.control import ControlServicer
+from glade.superlink.delivery import Delivery
+from glade.superlink.fleet import FleetServicer
+from glade.superlink.garbage import GarbageCollector
+from glade.superlink.notify import Notifier
+from glade.superlink.object_store import ObjectStore
+from glade.superlink.rpc import ObjectRpcs
+from glade.superlink.runs import RunManager
+from glade.superlink.serverappio import ServerAppIoServicer
+from glade.superlink.sqlite_state import SqliteState
+from glade.transport.grpc_options import bind, create_server
+from glade.transport.object_wire import RawObjectsInterceptor
+from glade.transport.status import StatusInterceptor
+from glade.transport.v1 import control_pb2_grpc, fleet_pb2_grpc, serverappio_pb2_grpc
+
+__all__ = ["SuperLink"]
+
+logger = logging.getLogger(__name__)
+
+
+class SuperLink:
+    """A SuperLink in this process: start it, read its addresses, stop it.
+
+    >>> from glade.superlink import SuperLink, SuperLinkConfig
+    >>> config = SuperLinkConfig(control_address="127.0.0.1:0", fleet_address="127.0.0.1:0",
+    ...                          serverappio_address="127.0.0.1:0")
+    >>> with SuperLink(config) as link:
+    ...     sorted(link.addresses)
+    ['control', 'fleet', 'serverappio']
+    """
+
+    def __init__(self, config: SuperLinkConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self._clock = clock
+        self._addresses: dict[str, str] = {}
+        self._servers: list[grpc.Server] = []
+        self._stopped = threading.Event()
+        self._janitor_stop = threading.Event()
+        self._janitor: threading.Thread | None = None
+        self._tmp_dir: Path | None = None
+        self._started = False
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        """``{"control", "fleet", "serverappio"} -> "host:port"`` with the ports in use."""
+        return dict(self._addresses)
+
+    # -- start -----------------------------------------------------------------------------
+    def start(self) -> dict[str, str]:
+        """Open the state, recover from a previous life, bind and start the servers.
+
+        Returns :attr:`addresses`. Raises :class:`~glade.errors.ConfigError` or
+        :class:`~glade.errors.TransportError` (an address is taken) without leaving anything
+        running.
+        """
+        if self._started:
+            raise RuntimeError("this SuperLink was started already")
+        self._started = True
+        try:
+            self._build()
+            self._serve()
+        except BaseException:
+            self.stop(grace=0.0)
+            raise
+        return self.addresses
+
+    def _build(self) -> None:
+        cfg = self.config
+        object_dir = cfg.object_dir
+        if object_dir is None:
+            self._tmp_dir = object_dir = Path(tempfile.mkdtemp(prefix="glade-superlink-"))
+        self.state = SqliteState(cfg.database)
+        self.store = ObjectStore(
+            object_dir, max_object_size=cfg.max_object_size, chunk_size=cfg.chunk_size
+        )
+        self.notifier = Notifier()
+        self.garbage = GarbageCollector(
+            self.state, self.store, grace_s=cfg.gc_grace_s, min_age_s=cfg.gc_min_age_s
+        )
+        self.delivery = Delivery(
+            self.state,
+            self.store,
+            self.notifier,
+            lease_s=cfg.message_lease_s,
+            max_wait_s=cfg.max_long_poll_s,
+            clock=self._clock,
+        )
+        self.runs = RunManager(
+            state=self.state,
+            store=self.store,
+            notifier=self.notifier,
+            garbage=self.garbage,
+            config=cfg,
+            clock=self._clock,
+        )
+        failed = self.runs.recover()
+        if failed:
+            logger.warning("marked %d run(s) failed: the SuperLink restarted", len(failed))
+
+    def _serve(self) -> None:
+        cfg = self.config
+        objects = ObjectRpcs(self.store, self.garbage)
+        self.fleet = FleetServicer(
+            state=self.state,
+            delivery=self.delivery,
+            objects=objects,
+            heartbeat_interval_s=cfg.heartbeat_interval_s,
+            clock=self._clock,
+        )
+        serverappio = ServerAppIoServicer(
+            state=self.state,
+            runs=self.runs,
+            delivery=self.delivery,
+            objects=objects,
+            garbage=self.garbage,
+        )
+        control = ControlServicer(
+            state=self.state,
+            runs=self.runs,
+            objects=objects,
+            notifier=self.notifier,
+            clock=self._clock,
+        )
+        plan = [
+            ("serverappio", cfg.serverappio_address, serverappio_pb2_grpc, serverappio),
+            ("fleet", cfg.fleet_address, fleet_pb2_grpc, self.fleet),
+            ("control", cfg.control_address, control_pb2_grpc, control),
+        ]
+        for name, address, module, servicer in plan:
+            interceptors = [StatusInterceptor(), RawObjectsInterceptor()]
+            server = create_server(max_workers=cfg.max_workers, interceptors=interceptors)
+            adder = next(getattr(module, a) for a in dir(module) if a.endswith("_to_server"))
+            adder(servicer, server)
+            port = bind(server, address, insecure=cfg.insecure)
+            self._servers.append(server)
+            self._addresses[name] = f"{address.rpartition(':')[0]}:{port}"
+        for server in self._servers:
+            server.start()
+        self.runs.open(self._addresses["serverappio"])
+        self._janitor = threading.Thread(
+            target=self._housekeeping, name="glade-janitor", daemon=True
+        )
+        self._janitor.start()
+        for name in ("control", "fleet", "serverappio"):
+            logger.info("SuperLink %s API listening on %s", name, self._addresses[name])
+        if cfg.ready_file is not None:
+            _write_json(cfg.ready_file, {**self._addresses, "pid": os.getpid()})
+
+    # -- housekeeping ----------------------------------------------------------------------
+    def _housekeeping(self) -> None:
+        tick = min(1.0, self.config.heartbeat_interval_s / 2)
+        while not self._janitor_stop.wait(tick):
+            try:
+                self.sweep()
+            except Exception:
+                logger.exception("SuperLink housekeeping failed (will retry)")
+
+    def sweep(self) -> None:
+        """One housekeeping pass: offline nodes, expired messages, garbage objects."""
+        now = self._clock()
+        for node_id in self.fleet.busy_nodes():
+            self.state.touch_node(node_id, now=now)
+        timeout = self.config.node_offline_timeout_s
+        for node_id in self.state.mark_offline(last_seen_before=now - timeout):
+            n = self.delivery.node_unavailable(node_id, f"no heartbeat for {timeout:g}s")
+            logger.info("node %d is offline (%d pending instruction(s) answered)", node_id, n)
+        self.delivery.expire()
+        self.garbage.collect()
+
+    # -- stop ------------------------------------------------------------------------------
+    def stop(self, grace: float | None = None) -> None:
+        """Stop within about ``grace`` (default: the config's stop grace) seconds; idempotent.
+
+        Active runs are ended and marked failed; pending runs stay queued in the database.
+        """
+        if self._stopped.is_set():
+            return
+        grace = self.config.stop_grace_s if grace is None else grace
+        if hasattr(self, "notifier"):
+            self.notifier.close()  # long-polls and log followers return now
+        deadline = time.monotonic() + grace
+        events = [server.stop(min(grace, 1.0)) for server in self._servers]
+        if hasattr(self, "runs"):
+            self.runs.close(grace_s=max(0.0, grace - 0.5))
+        for event in events:
+            event.wait(max(0.1, deadline - time.monotonic()))
+        self._janitor_stop.set()
+        if self._janitor is not None:
+            self._janitor.join(timeout=2.0)
+        if hasattr(self, "state"):
+            self.state.close()
+        if self._tmp_dir is not None:
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+        if self.config.ready_file is not None and self._addresses:
+            Path(self.config.ready_file).unlink(missing_ok=True)
+        self._stopped.set()
+        logger.info("SuperLink stopped")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until :meth:`stop` has finished (True) or ``timeout`` passes (False)."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> SuperLink:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _write_json(path: Path, data: dict[str, object]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

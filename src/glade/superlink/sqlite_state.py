@@ -1,0 +1,463 @@
+"""`SqliteState`: the SuperLink's State in SQLite (a WAL file, or ``:memory:``)."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from glade.errors import ConfigError
+from glade.superlink.state import NodeInfo, RunInfo, RunStatus, StoredMessage
+
+__all__ = ["SqliteState"]
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS nodes (
+    node_id INTEGER PRIMARY KEY, name TEXT NOT NULL, node_config TEXT NOT NULL,
+    online INTEGER NOT NULL, registered_at REAL NOT NULL, last_seen_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT, status TEXT NOT NULL, sub_status TEXT NOT NULL,
+    reason TEXT NOT NULL, app_publisher TEXT NOT NULL, app_name TEXT NOT NULL,
+    app_version TEXT NOT NULL, bundle_id TEXT NOT NULL, server_app TEXT NOT NULL,
+    client_app TEXT NOT NULL, run_config TEXT NOT NULL, federation_options TEXT NOT NULL,
+    created_at REAL NOT NULL, started_at REAL NOT NULL, finished_at REAL NOT NULL,
+    owner TEXT NOT NULL, history_json TEXT NOT NULL, token_hash TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS logs (
+    run_id INTEGER NOT NULL, start INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (run_id, start));
+CREATE TABLE IF NOT EXISTS messages (
+    message_id TEXT PRIMARY KEY, run_id INTEGER NOT NULL, src INTEGER NOT NULL,
+    dst INTEGER NOT NULL, reply_to TEXT NOT NULL, created_at REAL NOT NULL, ttl REAL NOT NULL,
+    payload BLOB NOT NULL, objects TEXT NOT NULL, leased_until REAL NOT NULL DEFAULT 0,
+    deliveries INTEGER NOT NULL DEFAULT 0, replied INTEGER NOT NULL DEFAULT 0,
+    taken_at REAL NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS messages_by_dst ON messages (dst, replied) WHERE reply_to = '';
+CREATE UNIQUE INDEX IF NOT EXISTS replies_by_instruction ON messages (reply_to)
+    WHERE reply_to != '';
+CREATE INDEX IF NOT EXISTS messages_by_run ON messages (run_id);
+"""
+_RUN_COLUMNS = (
+    "run_id, status, sub_status, reason, app_publisher, app_name, app_version, bundle_id, "
+    "server_app, client_app, run_config, federation_options, created_at, started_at, "
+    "finished_at, owner, history_json"
+)
+_MSG_COLUMNS = "message_id, run_id, src, dst, reply_to, created_at, ttl, payload, objects"
+_MAX_ID = (1 << 63) - 1
+
+
+class SqliteState:
+    """:class:`~glade.superlink.state.State` in SQLite; thread-safe (one connection, a lock).
+
+    ``path`` is a file (created with its folder; WAL journal) or ``":memory:"``.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = str(path)
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            self._setup()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open the SuperLink database {self._path}: {exc}") from None
+        self._lock = threading.RLock()
+        self._rng = random.SystemRandom()
+
+    def _setup(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, _SCHEMA_VERSION):
+            raise sqlite3.DatabaseError(
+                f"schema version {version} is not {_SCHEMA_VERSION} (a newer Glade wrote it)"
+            )
+        if self._path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- nodes ---------------------------------------------------------------------------
+    def register_node(
+        self, *, name: str, node_config: Mapping[str, Any], now: float, node_id: int = 0
+    ) -> int:
+        config = json.dumps(dict(node_config))
+        with self._tx() as db:
+            if node_id and db.execute("SELECT 1 FROM nodes WHERE node_id=?", (node_id,)).fetchone():
+                db.execute(
+                    "UPDATE nodes SET name=?, node_config=?, online=1, last_seen_at=? "
+                    "WHERE node_id=?",
+                    (name, config, now, node_id),
+                )
+                return node_id
+            while (
+                not node_id
+                or db.execute("SELECT 1 FROM nodes WHERE node_id=?", (node_id,)).fetchone()
+            ):
+                node_id = self._rng.randint(1, _MAX_ID)
+            db.execute(
+                "INSERT INTO nodes VALUES (?, ?, ?, 1, ?, ?)", (node_id, name, config, now, now)
+            )
+            return node_id
+
+    def get_node(self, node_id: int) -> NodeInfo | None:
+        rows = self._all("SELECT * FROM nodes WHERE node_id=?", (node_id,))
+        return _node(rows[0]) if rows else None
+
+    def list_nodes(self) -> list[NodeInfo]:
+        return [_node(r) for r in self._all("SELECT * FROM nodes ORDER BY registered_at")]
+
+    def touch_node(self, node_id: int, *, now: float) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE nodes SET online=1, last_seen_at=MAX(last_seen_at, ?) WHERE node_id=?",
+                (now, node_id),
+            )
+            return cur.rowcount > 0
+
+    def remove_node(self, node_id: int) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM nodes WHERE node_id=?", (node_id,)).rowcount > 0
+
+    def mark_offline(self, *, last_seen_before: float) -> list[int]:
+        with self._tx() as db:
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT node_id FROM nodes WHERE online=1 AND last_seen_at<?",
+                    (last_seen_before,),
+                )
+            ]
+            db.executemany("UPDATE nodes SET online=0 WHERE node_id=?", [(i,) for i in ids])
+            return ids
+
+    # -- runs ----------------------------------------------------------------------------
+    def create_run(self, run: RunInfo) -> int:
+        values = (
+            run.status,
+            run.sub_status,
+            run.reason,
+            run.app_publisher,
+            run.app_name,
+            run.app_version,
+            run.bundle_id,
+            run.server_app,
+            run.client_app,
+            json.dumps(dict(run.run_config)),
+            json.dumps(dict(run.federation_options)),
+            run.created_at,
+            run.started_at,
+            run.finished_at,
+            run.owner,
+            run.history_json,
+        )
+        with self._tx() as db:
+            cur = db.execute(
+                f"INSERT INTO runs ({_RUN_COLUMNS.partition(', ')[2]}) "
+                f"VALUES ({', '.join('?' * len(values))})",
+                values,
+            )
+            return int(cur.lastrowid or 0)
+
+    def get_run(self, run_id: int) -> RunInfo | None:
+        rows = self._all(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id=?", (run_id,))
+        return _run(rows[0]) if rows else None
+
+    def list_runs(self, *, status: str | None = None) -> list[RunInfo]:
+        if status is None:
+            rows = self._all(f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY run_id")
+        else:
+            rows = self._all(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE status=? ORDER BY run_id", (status,)
+            )
+        return [_run(r) for r in rows]
+
+    def transition_run(
+        self, run_id: int, status: str, *, now: float, sub_status: str = "", reason: str = ""
+    ) -> bool:
+        if status not in RunStatus.ALL:
+            raise ValueError(f"unknown run status {status!r}")
+        stamps = {RunStatus.RUNNING: ", started_at=?", RunStatus.FINISHED: ", finished_at=?"}
+        stamp = stamps.get(status, "")
+        args: list[Any] = [status, sub_status, reason]
+        if stamp:
+            args.append(now)
+        with self._tx() as db:
+            cur = db.execute(
+                f"UPDATE runs SET status=?, sub_status=?, reason=?{stamp} "
+                "WHERE run_id=? AND status!=?",
+                (*args, run_id, RunStatus.FINISHED),
+            )
+            return cur.rowcount > 0
+
+    def set_run_token(self, run_id: int, token_hash: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE runs SET token_hash=? WHERE run_id=?", (token_hash, run_id))
+
+    def get_run_token(self, run_id: int) -> str:
+        rows = self._all("SELECT token_hash FROM runs WHERE run_id=?", (run_id,))
+        return str(rows[0][0]) if rows else ""
+
+    def set_history(self, run_id: int, history_json: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE runs SET history_json=? WHERE run_id=?", (history_json, run_id))
+
+    # -- logs ----------------------------------------------------------------------------
+    def append_log(self, run_id: int, text: str) -> int:
+        data = text.encode("utf-8", errors="replace")
+        with self._tx() as db:
+            size = self._log_size(db, run_id)
+            if data:
+                db.execute("INSERT INTO logs VALUES (?, ?, ?)", (run_id, size, data))
+            return size + len(data)
+
+    def read_log(self, run_id: int, *, offset: int = 0, limit: int = 1 << 20) -> tuple[str, int]:
+        rows = self._all(
+            "SELECT start, data FROM logs WHERE run_id=? AND start + length(data) > ? "
+            "ORDER BY start",
+            (run_id, offset),
+        )
+        pieces: list[bytes] = []
+        end = offset
+        for start, data in rows:
+            piece = bytes(data)[max(0, offset - start) :]
+            if pieces and end - offset + len(piece) > limit:
+                break
+            pieces.append(piece)
+            end += len(piece)
+        return b"".join(pieces).decode("utf-8", errors="replace"), end
+
+    def log_size(self, run_id: int) -> int:
+        with self._lock:
+            return self._log_size(self._db, run_id)
+
+    @staticmethod
+    def _log_size(db: sqlite3.Connection, run_id: int) -> int:
+        row = db.execute(
+            "SELECT start + length(data) FROM logs WHERE run_id=? ORDER BY start DESC LIMIT 1",
+            (run_id,),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    # -- messages ------------------------------------------------------------------------
+    def add_instructions(self, messages: Sequence[StoredMessage]) -> None:
+        try:
+            with self._tx() as db:
+                db.executemany(
+                    f"INSERT INTO messages ({_MSG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [_msg_row(m) for m in messages],
+                )
+        except sqlite3.IntegrityError as exc:
+            raise ValueError(f"a message id is already taken: {exc}") from None
+
+    def lease_instructions(
+        self, node_id: int, *, now: float, lease_s: float, limit: int
+    ) -> list[StoredMessage]:
+        with self._tx() as db:
+            rows = db.execute(
+                f"SELECT {_MSG_COLUMNS} FROM messages WHERE dst=? AND reply_to='' AND replied=0 "
+                "AND leased_until<=? AND created_at+ttl>? "
+                "AND run_id IN (SELECT run_id FROM runs WHERE status=?) "
+                "ORDER BY created_at LIMIT ?",
+                (node_id, now, now, RunStatus.RUNNING, limit),
+            ).fetchall()
+            db.executemany(
+                "UPDATE messages SET leased_until=?, deliveries=deliveries+1 WHERE message_id=?",
+                [(now + lease_s, r[0]) for r in rows],
+            )
+        return [_msg(r) for r in rows]
+
+    def release_leases(self, node_id: int) -> int:
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE messages SET leased_until=0 WHERE dst=? AND reply_to='' AND replied=0 "
+                "AND leased_until>0",
+                (node_id,),
+            ).rowcount
+
+    def add_replies(self, replies: Sequence[StoredMessage], *, now: float) -> list[str]:
+        stored: list[str] = []
+        with self._tx() as db:
+            for reply in replies:
+                row = db.execute(
+                    "SELECT replied FROM messages WHERE message_id=? AND reply_to=''",
+                    (reply.reply_to,),
+                ).fetchone()
+                if row is None:
+                    raise LookupError(f"reply {reply.message_id}: no instruction {reply.reply_to}")
+                again = db.execute(
+                    "SELECT 1 FROM messages WHERE message_id=?", (reply.message_id,)
+                ).fetchone()
+                if again:
+                    stored.append(reply.message_id)
+                elif not row[0]:
+                    db.execute(
+                        f"INSERT INTO messages ({_MSG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        _msg_row(reply),
+                    )
+                    db.execute(
+                        "UPDATE messages SET replied=1 WHERE message_id=?", (reply.reply_to,)
+                    )
+                    stored.append(reply.message_id)
+        return stored
+
+    def get_instructions(self, message_ids: Sequence[str]) -> list[StoredMessage]:
+        rows = []
+        for batch in _batches(message_ids):
+            rows += self._all(
+                f"SELECT {_MSG_COLUMNS} FROM messages WHERE reply_to='' AND message_id IN "
+                f"({', '.join('?' * len(batch))})",
+                batch,
+            )
+        return [_msg(r) for r in rows]
+
+    def take_replies(
+        self, run_id: int, instruction_ids: Sequence[str], *, now: float
+    ) -> list[StoredMessage]:
+        out: list[StoredMessage] = []
+        with self._tx() as db:
+            for batch in _batches(instruction_ids):
+                marks = ", ".join("?" * len(batch))
+                rows = db.execute(
+                    f"SELECT {_MSG_COLUMNS} FROM messages WHERE run_id=? AND taken_at=0 "
+                    f"AND reply_to IN ({marks})",
+                    (run_id, *batch),
+                ).fetchall()
+                out += [_msg(r) for r in rows]
+            db.executemany(
+                "UPDATE messages SET taken_at=? WHERE message_id=?",
+                [(now, m.message_id) for m in out],
+            )
+        return out
+
+    def unreplied_instructions(
+        self, *, node_id: int | None = None, expired_at: float | None = None
+    ) -> list[StoredMessage]:
+        sql = f"SELECT {_MSG_COLUMNS} FROM messages WHERE reply_to='' AND replied=0"
+        args: list[Any] = []
+        if node_id is not None:
+            sql += " AND dst=?"
+            args.append(node_id)
+        if expired_at is not None:
+            sql += " AND created_at+ttl<=?"
+            args.append(expired_at)
+        return [_msg(r) for r in self._all(sql, args)]
+
+    def prune_messages(self, *, taken_before: float, run_id: int | None = None) -> int:
+        sql = "SELECT reply_to FROM messages WHERE reply_to!='' AND taken_at>0 AND taken_at<?"
+        args: list[Any] = [taken_before]
+        if run_id is not None:
+            sql += " AND run_id=?"
+            args.append(run_id)
+        with self._tx() as db:
+            ids = [r[0] for r in db.execute(sql, args)]
+            for batch in _batches(ids):
+                marks = ", ".join("?" * len(batch))
+                db.execute(
+                    f"DELETE FROM messages WHERE message_id IN ({marks}) OR reply_to IN ({marks})",
+                    (*batch, *batch),
+                )
+            return len(ids)
+
+    def delete_run_messages(self, run_id: int) -> int:
+        with self._tx() as db:
+            return db.execute("DELETE FROM messages WHERE run_id=?", (run_id,)).rowcount
+
+    def referenced_objects(self) -> set[str]:
+        refs: set[str] = set()
+        for (objects,) in self._all("SELECT objects FROM messages WHERE objects != '[]'"):
+            refs.update(oid for oid, _ in json.loads(objects))
+        rows = self._all("SELECT bundle_id FROM runs WHERE status!=?", (RunStatus.FINISHED,))
+        refs.update(r[0] for r in rows)
+        return refs
+
+
+def _batches(items: Sequence[str], size: int = 500) -> Iterator[list[str]]:
+    items = list(items)
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _node(row: Sequence[Any]) -> NodeInfo:
+    return NodeInfo(
+        node_id=row[0],
+        name=row[1],
+        node_config=json.loads(row[2]),
+        online=bool(row[3]),
+        registered_at=row[4],
+        last_seen_at=row[5],
+    )
+
+
+def _run(row: Sequence[Any]) -> RunInfo:
+    return RunInfo(
+        run_id=row[0],
+        status=row[1],
+        sub_status=row[2],
+        reason=row[3],
+        app_publisher=row[4],
+        app_name=row[5],
+        app_version=row[6],
+        bundle_id=row[7],
+        server_app=row[8],
+        client_app=row[9],
+        run_config=json.loads(row[10]),
+        federation_options=json.loads(row[11]),
+        created_at=row[12],
+        started_at=row[13],
+        finished_at=row[14],
+        owner=row[15],
+        history_json=row[16],
+    )
+
+
+def _msg_row(m: StoredMessage) -> tuple[Any, ...]:
+    objects = json.dumps([list(o) for o in m.objects])
+    return (
+        m.message_id,
+        m.run_id,
+        m.src_node_id,
+        m.dst_node_id,
+        m.reply_to,
+        m.created_at,
+        m.ttl,
+        m.payload,
+        objects,
+    )
+
+
+def _msg(row: Sequence[Any]) -> StoredMessage:
+    return StoredMessage(
+        message_id=row[0],
+        run_id=row[1],
+        src_node_id=row[2],
+        dst_node_id=row[3],
+        reply_to=row[4],
+        created_at=row[5],
+        ttl=row[6],
+        payload=bytes(row[7]),
+        objects=tuple((oid, size) for oid, size in json.loads(row[8])),
+    )

@@ -1,0 +1,217 @@
+"""The SuperLink's `State`: nodes, runs, messages, logs and the object references they hold.
+
+`State` is the one seam between the SuperLink and its database. The SQLite implementation
+(:class:`~glade.superlink.sqlite_state.SqliteState`, file or ``:memory:``) is the only one
+today; the contract test in ``tests/superlink/test_state.py`` runs against every
+implementation. Operations are atomic: a failed call leaves the state as it was.
+
+Messages are stored as opaque protobuf bytes plus the routing columns the SuperLink
+needs (the delivery rules live in :mod:`glade.superlink.delivery`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = [
+    "NodeInfo",
+    "RunInfo",
+    "RunStatus",
+    "State",
+    "StoredMessage",
+    "SubStatus",
+]
+
+
+class RunStatus:
+    """A run's lifecycle: pending -> starting -> running -> finished."""
+
+    PENDING = "pending"
+    STARTING = "starting"
+    RUNNING = "running"
+    FINISHED = "finished"
+    ALL = (PENDING, STARTING, RUNNING, FINISHED)
+
+
+class SubStatus:
+    """How a finished run ended."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    ALL = (COMPLETED, FAILED, STOPPED)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunInfo:
+    """One run as stored: identity, app, config, lifecycle with timestamps, history."""
+
+    run_id: int
+    status: str
+    bundle_id: str
+    server_app: str
+    client_app: str
+    app_publisher: str = ""
+    app_name: str = ""
+    app_version: str = ""
+    sub_status: str = ""
+    reason: str = ""
+    run_config: Mapping[str, Any] = field(default_factory=dict)
+    federation_options: Mapping[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    owner: str = ""
+    history_json: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.status == RunStatus.FINISHED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeInfo:
+    """One registered SuperNode."""
+
+    node_id: int
+    name: str = ""
+    node_config: Mapping[str, Any] = field(default_factory=dict)
+    online: bool = True
+    registered_at: float = 0.0
+    last_seen_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredMessage:
+    """A message as the SuperLink stores it: routing columns + the encoded protobuf.
+
+    ``objects`` lists (object id, size) of the arrays the message refers to.
+    """
+
+    message_id: str
+    run_id: int
+    src_node_id: int
+    dst_node_id: int
+    reply_to: str
+    created_at: float
+    ttl: float
+    payload: bytes
+    objects: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def is_reply(self) -> bool:
+        return bool(self.reply_to)
+
+    @property
+    def expires_at(self) -> float:
+        return self.created_at + self.ttl
+
+
+class State(Protocol):
+    """Storage of the SuperLink (see the module docstring)."""
+
+    # -- nodes ---------------------------------------------------------------------------
+    def register_node(
+        self, *, name: str, node_config: Mapping[str, Any], now: float, node_id: int = 0
+    ) -> int:
+        """Store a node (online) and return its id; ``node_id`` > 0 rejoins with that id."""
+        ...
+
+    def get_node(self, node_id: int) -> NodeInfo | None: ...
+
+    def list_nodes(self) -> list[NodeInfo]: ...
+
+    def touch_node(self, node_id: int, *, now: float) -> bool:
+        """Record a sign of life (the node is online again); False if the node is unknown."""
+        ...
+
+    def remove_node(self, node_id: int) -> bool: ...
+
+    def mark_offline(self, *, last_seen_before: float) -> list[int]:
+        """Mark online nodes not seen since ``last_seen_before`` offline; returns their ids."""
+        ...
+
+    # -- runs ----------------------------------------------------------------------------
+    def create_run(self, run: RunInfo) -> int:
+        """Store a new run (its ``run_id`` is ignored) and return the id it got."""
+        ...
+
+    def get_run(self, run_id: int) -> RunInfo | None: ...
+
+    def list_runs(self, *, status: str | None = None) -> list[RunInfo]:
+        """All runs (or those with ``status``), oldest first."""
+        ...
+
+    def transition_run(
+        self, run_id: int, status: str, *, now: float, sub_status: str = "", reason: str = ""
+    ) -> bool:
+        """Move a run forward in its lifecycle; False if it is unknown or already finished."""
+        ...
+
+    def set_run_token(self, run_id: int, token_hash: str) -> None: ...
+
+    def get_run_token(self, run_id: int) -> str: ...
+
+    def set_history(self, run_id: int, history_json: str) -> None: ...
+
+    # -- logs ----------------------------------------------------------------------------
+    def append_log(self, run_id: int, text: str) -> int:
+        """Append to the run's log; returns its new size in bytes (UTF-8)."""
+        ...
+
+    def read_log(self, run_id: int, *, offset: int = 0, limit: int = 1 << 20) -> tuple[str, int]:
+        """The log from byte ``offset`` (about ``limit`` bytes): (text, offset after it)."""
+        ...
+
+    def log_size(self, run_id: int) -> int: ...
+
+    # -- messages ------------------------------------------------------------------------
+    def add_instructions(self, messages: Sequence[StoredMessage]) -> None:
+        """Store instructions (all or none); a repeated message id raises ValueError."""
+        ...
+
+    def lease_instructions(
+        self, node_id: int, *, now: float, lease_s: float, limit: int
+    ) -> list[StoredMessage]:
+        """Leases the node's unreplied, unexpired instructions of running runs (lease free)."""
+        ...
+
+    def release_leases(self, node_id: int) -> int:
+        """Make the node's leased, unreplied instructions available again at once."""
+        ...
+
+    def add_replies(self, replies: Sequence[StoredMessage], *, now: float) -> list[str]:
+        """Store replies to known instructions; the first reply to an instruction wins.
+
+        Returns the ids of the replies that are stored (a repeated reply id counts as
+        stored). Unknown instructions raise ``LookupError``; nothing is stored then.
+        """
+        ...
+
+    def get_instructions(self, message_ids: Sequence[str]) -> list[StoredMessage]: ...
+
+    def take_replies(
+        self, run_id: int, instruction_ids: Sequence[str], *, now: float
+    ) -> list[StoredMessage]:
+        """Replies to the given instructions not taken before; marks them taken."""
+        ...
+
+    def unreplied_instructions(
+        self, *, node_id: int | None = None, expired_at: float | None = None
+    ) -> list[StoredMessage]:
+        """Instructions without a reply: of one node and/or past their TTL at ``expired_at``."""
+        ...
+
+    def prune_messages(self, *, taken_before: float, run_id: int | None = None) -> int:
+        """Forget replies taken before the time (of one run) and the instructions they answer."""
+        ...
+
+    def delete_run_messages(self, run_id: int) -> int: ...
+
+    def referenced_objects(self) -> set[str]:
+        """Object ids stored messages and unfinished runs (their bundles) refer to."""
+        ...
+
+    def close(self) -> None: ...
