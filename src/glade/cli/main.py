@@ -1,4 +1,4 @@
-"""The ``glade`` command: ``glade new``, ``glade run``, ``glade --version``."""
+"""The ``glade`` command: ``glade new``, ``glade run``, the deployment commands, ``--version``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ from typing import Annotated
 import typer
 
 from glade import __version__
+from glade.cli.build import build_command
+from glade.cli.control import log_command, ls_command, stop_command
+from glade.cli.dev import dev_federation_command
 from glade.cli.new import new_command
 from glade.cli.run import run_command
+from glade.cli.superlink_cmd import superlink_command
+from glade.cli.supernode_cmd import supernode_command
 
 __all__ = ["app", "main"]
 
@@ -23,6 +28,13 @@ app = typer.Typer(
 )
 app.command("new")(new_command)
 app.command("run")(run_command)
+app.command("build")(build_command)
+app.command("ls")(ls_command)
+app.command("log")(log_command)
+app.command("stop")(stop_command)
+app.command("superlink")(superlink_command)
+app.command("supernode")(supernode_command)
+app.command("dev-federation")(dev_federation_command)
 
 
 def _show_version(value: bool) -> None:

@@ -12,7 +12,7 @@ from glade.errors import ConfigError
 from glade.project import FederationConfig, ProjectConfig, load_app, parse_run_config
 from glade.server import ServerApp
 
-__all__ = ["RunPlan", "merge_run_config", "plan_run"]
+__all__ = ["RemotePlan", "RunPlan", "merge_run_config", "plan_remote", "plan_run"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,22 +28,29 @@ class RunPlan:
     seed: int | None = None
 
 
-def plan_run(app_dir: Path, federation: str | None, run_config: str | None) -> RunPlan:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemotePlan:
+    """A checked run on a deployment: the project, the SuperLink and the final run config."""
+
+    project: ProjectConfig
+    federation: FederationConfig
+    run_config: Mapping[str, Any]
+    address: str
+    insecure: bool
+
+
+def plan_run(app_dir: Path, federation: str | None, run_config: str | None) -> RunPlan | RemotePlan:
     """Read the project in ``app_dir``, pick the federation, apply the overrides, check all.
 
-    Raises :class:`~glade.ConfigError` for anything wrong in the configuration and
-    :class:`~glade.AppLoadError` if the apps cannot be imported.
+    A federation with an ``address`` gives a :class:`RemotePlan` (the apps are imported on
+    the SuperLink and the SuperNodes, not here). Raises :class:`~glade.ConfigError` for
+    anything wrong in the configuration and :class:`~glade.AppLoadError` if the apps of a
+    simulation cannot be imported.
     """
     project = ProjectConfig.from_dir(app_dir)
     fed = project.federation(federation)
     if not fed.is_simulation:
-        # The deployment runtime (SuperLink + SuperNodes) comes in a later version.
-        raise ConfigError(
-            f"federation {fed.name!r} is a deployment (address = "
-            f"{fed.options.get('address')!r}), but this version of Glade runs simulations "
-            "only: the deployment runtime is not available yet. Run a simulation federation "
-            f"instead, e.g. 'glade run {app_dir} local'."
-        )
+        return plan_remote(project, fed, run_config)
     options = fed.options
     plan = RunPlan(
         project=project,
@@ -57,6 +64,52 @@ def plan_run(app_dir: Path, federation: str | None, run_config: str | None) -> R
     load_app(project.server_app, kind=ServerApp, app_dir=project.root)
     load_app(project.client_app, kind=ClientApp, app_dir=project.root)
     return plan
+
+
+def plan_remote(
+    project: ProjectConfig, fed: FederationConfig, run_config: str | None
+) -> RemotePlan:
+    """The :class:`RemotePlan` of a deployment federation (``address`` + ``insecure``)."""
+    address, insecure = remote_options(fed)
+    return RemotePlan(
+        project=project,
+        federation=fed,
+        run_config=merge_run_config(project.run_config, parse_run_config(run_config)),
+        address=address,
+        insecure=insecure,
+    )
+
+
+def remote_options(fed: FederationConfig) -> tuple[str, bool]:
+    """``(address, insecure)`` of a deployment federation, checked.
+
+    TLS comes with the security work: until then ``insecure = true`` must be set, so that
+    nobody believes a connection is protected when it is not.
+    """
+    address = fed.options.get("address")
+    host, sep, port = str(address).rpartition(":")
+    if not isinstance(address, str) or not sep or not host or not port.isdigit():
+        raise ConfigError(
+            f'federation {fed.name!r}: address must be "HOST:PORT" of the SuperLink\'s '
+            f'Control API (e.g. "127.0.0.1:9093"), got {address!r}'
+        )
+    known = {"address", "insecure"}
+    unknown = sorted(set(fed.options) - known)
+    if unknown:
+        raise ConfigError(
+            f"federation {fed.name!r}: unknown option(s) {unknown}; a deployment federation "
+            "takes address and insecure"
+        )
+    insecure = fed.options.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise ConfigError(f"federation {fed.name!r}: insecure must be true or false")
+    if not insecure:
+        raise ConfigError(
+            f"federation {fed.name!r}: TLS is not supported yet, so connections to a SuperLink "
+            f"are unencrypted; add 'insecure = true' to [tool.glade.federations.{fed.name}] "
+            "to use this federation on a trusted network"
+        )
+    return address, insecure
 
 
 def merge_run_config(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

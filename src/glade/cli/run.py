@@ -19,8 +19,10 @@ from rich.text import Text
 from glade.cli.console import JsonOutput, configure_logging, stderr_console, stdout_console
 from glade.cli.exit_codes import EXIT_FAILED, EXIT_OK, error_paragraph, reported_errors
 from glade.cli.interrupt import kill_descendants, stop_on_signals
-from glade.cli.plan import RunPlan, plan_run
+from glade.cli.plan import RemotePlan, RunPlan, plan_run
 from glade.cli.progress import RunProgress, format_metrics, summary_table
+from glade.cli.remote_run import run_remote
+from glade.errors import ConfigError
 from glade.server import History, RunEvent
 from glade.simulation import SimulationResult, run_simulation
 
@@ -65,6 +67,14 @@ def run_command(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show debug logs and tracebacks.")
     ] = False,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach",
+            "-d",
+            help="Deployments only: submit the run, print its id and return at once.",
+        ),
+    ] = False,
 ) -> None:
     """Run a Glade project: its ServerApp and ClientApp on a (simulated) federation."""
     err = stderr_console()
@@ -75,7 +85,15 @@ def run_command(
         reported_errors(err, verbose=verbose, on_error=_json_error(json_out)),
     ):
         plan = plan_run(app_dir, federation, run_config)
-        code = _execute(plan, err=err, json_out=json_out, verbose=verbose)
+        if isinstance(plan, RemotePlan):
+            code = run_remote(plan, err=err, json_out=json_out, verbose=verbose, detach=detach)
+        else:
+            if detach:
+                raise ConfigError(
+                    f"--detach needs a deployment federation; {plan.federation.name!r} is a "
+                    "simulation, which runs in this process"
+                )
+            code = _execute(plan, err=err, json_out=json_out, verbose=verbose)
     raise typer.Exit(code)
 
 

@@ -1,0 +1,392 @@
+"""Benchmark of the deployment runtime: a real SuperLink and real SuperNodes (prints numbers).
+
+Every service is its own process (``glade superlink`` / ``glade supernode`` on 127.0.0.1), the
+run is submitted over the Control API like ``glade run`` does, and the ServerApp runs FedAvg
+(every node trains every round; the ClientApp returns the model + 1 as a new array). The
+nodes' ClientApp processes are started by a tiny query first, so no round pays for them.
+
+- (a) round latency, 10 SuperNodes, a 1e3-float32 model: the median (and p90) of
+  ``--rounds`` rounds as FedAvg measures them (send, train, reply, aggregate).
+- (b) one round, 2 SuperNodes, a 1e8-float32 model (400 MB): the round's wall time, its
+  throughput (4 model transfers: down to 2 nodes, up from 2), and the peak memory of the
+  SuperLink and of one SuperNode, each with its child processes (ServerApp / ClientApp):
+  the sum of RSS, and the sum of PSS (shared pages split between the processes that map
+  them). Beside it, in the same run, a raw loopback TCP copy of the same bytes.
+- (c) the same with 1e9 params (4 GB), only with ``--huge`` (needs about 24 GB of RAM).
+
+Usage: python bench/deployment.py [--cases a,b] [--rounds 30] [--huge] [--params-b 1e8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from glade.bundle import build_bundle
+from glade.supernode.control import ControlClient
+
+SERVER = """
+import json
+import time
+
+import numpy as np
+
+from glade import ConfigRecord, Message, RecordDict, ServerApp, ArrayRecord
+from glade.server.loop import wait_for_nodes
+from glade.strategies import FedAvg
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid, context):
+    cfg = context.run_config
+    nodes, rounds, params = int(cfg["nodes"]), int(cfg["rounds"]), int(cfg["params"])
+    node_ids = wait_for_nodes(grid, nodes, timeout=120)
+    # start every node's ClientApp process before the clock runs
+    ping = RecordDict({"config": ConfigRecord({"ping": 1})})
+    grid.send_and_receive(
+        [Message(ping, dst_node_id=n, message_type="query") for n in node_ids], timeout=120
+    )
+    times = []
+    report = grid.report
+
+    def timed(event):
+        if event.kind == "round-finished":
+            times.append(event.elapsed_s)
+            print("ROUND-DONE", flush=True)
+        report(event)
+
+    grid.report = timed
+    arrays = ArrayRecord({"w": np.full(params, 0.5, dtype=np.float32)})
+    print("ROUNDS-START", flush=True)
+    result = FedAvg(
+        fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=nodes,
+        min_available_nodes=nodes,
+    ).start(grid, initial_arrays=arrays, num_rounds=rounds, timeout=1800, node_wait_timeout=120)
+    w = result.arrays["w"].numpy()
+    print("RESULT " + json.dumps({"rounds": times, "w0": float(w[0]), "w_last": float(w[-1])}),
+          flush=True)
+"""
+
+CLIENT = """
+from glade import ArrayRecord, ClientApp, MetricRecord, RecordDict, keys
+
+app = ClientApp()
+
+
+@app.train()
+def train(msg, context):
+    arrays = {k: v.numpy() + 1.0 for k, v in msg.content[keys.ARRAYS].items()}
+    return RecordDict(
+        {keys.ARRAYS: ArrayRecord(arrays), keys.METRICS: MetricRecord({keys.NUM_EXAMPLES: 1})}
+    )
+
+
+@app.query()
+def ping(msg, context):
+    return RecordDict({keys.METRICS: MetricRecord({"ok": 1})})
+"""
+
+PYPROJECT = """
+[project]
+name = "deploy-bench"
+version = "1.0.0"
+
+[tool.glade.app]
+server-app = "deploy_bench.server:app"
+client-app = "deploy_bench.client:app"
+
+[tool.glade.app.config]
+nodes = 2
+rounds = 1
+params = 1000
+"""
+
+
+def _glade(*args: str) -> list[str]:
+    return [sys.executable, "-m", "glade.cli", *args]
+
+
+def _wait_json(path: Path, proc: subprocess.Popen[bytes], timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError, ValueError):
+            data: dict[str, Any] = json.loads(path.read_text())
+            return data
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"a service did not start (see the logs in {path.parent})")
+        time.sleep(0.05)
+
+
+VERBOSE: list[str] = []  # ["--verbose"]: debug logs of the services (with --keep)
+
+
+class Deployment:
+    """A SuperLink and N SuperNodes as processes, in a scratch folder."""
+
+    def __init__(self, root: Path, nodes: int) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        ready = root / "link.json"
+        self.link = self._spawn(
+            "superlink",
+            "--insecure",
+            "--control-address=127.0.0.1:0",
+            "--fleet-address=127.0.0.1:0",
+            "--serverappio-address=127.0.0.1:0",
+            f"--database={root / 'link' / 'state.db'}",
+            f"--ready-file={ready}",
+            log="superlink.log",
+        )
+        self.addresses = _wait_json(ready, self.link)
+        self.nodes = []
+        for i in range(nodes):
+            self.nodes.append(
+                self._spawn(
+                    "supernode",
+                    "--insecure",
+                    f"--superlink={self.addresses['fleet']}",
+                    f"--node-config=partition-id={i} num-partitions={nodes}",
+                    f"--data-dir={root / f'node-{i}'}",
+                    f"--ready-file={root / f'node-{i}.json'}",
+                    log=f"node-{i}.log",
+                )
+            )
+        for i, proc in enumerate(self.nodes):
+            _wait_json(root / f"node-{i}.json", proc)
+
+    def _spawn(self, *args: str, log: str) -> subprocess.Popen[bytes]:
+        with open(self.root / log, "wb") as out:
+            proc = subprocess.Popen(_glade(*args, *VERBOSE), stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            with contextlib.suppress(OSError):
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+class MemorySampler:
+    """Peak RSS / PSS sums of process trees, sampled every ``interval`` s in a thread."""
+
+    def __init__(self, pids: dict[str, int], interval: float = 0.02) -> None:
+        self.roots = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.peak_rss = dict.fromkeys(pids, 0)
+        self.peak_pss = dict.fromkeys(pids, 0)
+        self._stop = threading.Event()
+        self._interval = interval
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            for name, root in self.roots.items():
+                with contextlib.suppress(psutil.Error):
+                    tree = [root, *root.children(recursive=True)]
+                    rss = pss = 0
+                    for proc in tree:
+                        with contextlib.suppress(psutil.Error):
+                            rss += proc.memory_info().rss
+                            pss += _pss_kib(proc.pid) * 1024
+                    self.peak_rss[name] = max(self.peak_rss[name], rss)
+                    self.peak_pss[name] = max(self.peak_pss[name], pss)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _app(root: Path) -> Path:
+    app = root / "app"
+    (app / "deploy_bench").mkdir(parents=True)
+    (app / "deploy_bench" / "__init__.py").write_text("")
+    (app / "deploy_bench" / "server.py").write_text(textwrap.dedent(SERVER))
+    (app / "deploy_bench" / "client.py").write_text(textwrap.dedent(CLIENT))
+    (app / "pyproject.toml").write_text(PYPROJECT)
+    return app
+
+
+def _run(
+    deployment: Deployment, app: Path, config: dict[str, Any], *, sample: bool = False
+) -> tuple[dict[str, Any], float, MemorySampler | None]:
+    """Submit a run and wait for it; (RESULT document, wall time of the rounds, memory)."""
+    bundle = build_bundle(app)
+    sampler = None
+    with ControlClient(deployment.addresses["control"]) as control:
+        control.upload_bundle(bundle)
+        run_id = control.start_run(bundle.bundle_id, run_config=config)
+        log, started, ended = "", 0.0, 0.0
+        for _, text in control.stream_logs(run_id, follow=True, timeout_s=3600):
+            log += text
+            if not started and "ROUNDS-START" in log:
+                started = time.perf_counter()
+                if sample:
+                    pids = {"superlink": deployment.link.pid, "supernode": deployment.nodes[0].pid}
+                    sampler = MemorySampler(pids).__enter__()
+            if "ROUND-DONE" in text:
+                ended = time.perf_counter()
+        if sampler is not None:
+            sampler.__exit__()
+        run, _ = control.get_run(run_id)
+    if run.sub_status != "completed":
+        raise RuntimeError(f"the run {run.sub_status}: {run.reason}\n{log[-3000:]}")
+    line = next(ln for ln in log.splitlines() if ln.startswith("RESULT "))
+    return json.loads(line.partition(" ")[2]), ended - started, sampler
+
+
+def raw_tcp_copy(nbytes: int, copies: int) -> float:
+    """Seconds to send ``copies`` x ``nbytes`` over loopback TCP (one connection each)."""
+    data = np.ones(nbytes, dtype=np.uint8)
+    sink = bytearray(nbytes)
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def receive() -> None:
+        for _ in range(copies):
+            conn, _ = server.accept()
+            with conn:
+                view, got = memoryview(sink), 0
+                while got < nbytes:
+                    n = conn.recv_into(view[got:], min(nbytes - got, 4 << 20))
+                    if not n:
+                        break
+                    got += n
+
+    thread = threading.Thread(target=receive)
+    thread.start()
+    started = time.perf_counter()
+    for _ in range(copies):
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            conn.sendall(memoryview(data))
+    thread.join()
+    took = time.perf_counter() - started
+    server.close()
+    return took
+
+
+def case_latency(root: Path, rounds: int) -> None:
+    nodes, params = 10, 1000
+    print(f"\n(a) round latency: {nodes} SuperNodes, {params} float32 params, {rounds} rounds")
+    deployment = Deployment(root / "a", nodes)
+    try:
+        config = {"nodes": nodes, "rounds": rounds + 1, "params": params}
+        result, _, _ = _run(deployment, _app(root / "a"), config)
+    finally:
+        deployment.stop()
+    times = np.array(result["rounds"][1:]) * 1000  # the first round warms caches
+    print(
+        f"    per round: median {np.median(times):.1f} ms, p90 {np.percentile(times, 90):.1f} ms,"
+        f" min {times.min():.1f} ms   (target <= 50 ms; incumbent >= 3100 ms)"
+    )
+
+
+def case_large(root: Path, params: int, label: str) -> None:
+    nodes = 2
+    nbytes = params * 4
+    print(
+        f"\n({label}) one round: {nodes} SuperNodes, {params:.0e} float32 params "
+        f"({nbytes / 1e9:.2f} GB)"
+    )
+    deployment = Deployment(root / label, nodes)
+    try:
+        config = {"nodes": nodes, "rounds": 1, "params": params}
+        result, wall, memory = _run(deployment, _app(root / label), config, sample=True)
+    finally:
+        deployment.stop()
+    assert memory is not None
+    expected = 0.5 + 1.0
+    assert result["w0"] == result["w_last"] == expected, result
+    round_s = result["rounds"][0]
+    moved = 4 * nbytes  # down to 2 nodes, up from 2
+    print(
+        f"    round (FedAvg's clock): {round_s:.2f} s; rounds start->end seen by the user "
+        f"{wall:.2f} s (target <= 2 s; incumbent 12 s at 1e8)"
+    )
+    print(
+        f"    throughput: {moved / round_s / 1e9:.2f} GB/s of model transfers "
+        f"({moved / 1e9:.1f} GB per round)"
+    )
+    raw = min(raw_tcp_copy(nbytes, 4) for _ in range(2))
+    print(
+        f"    raw loopback TCP, same bytes, same run: {raw:.2f} s ({moved / raw / 1e9:.2f} GB/s)"
+        f" -> the round takes {round_s / raw:.1f}x the raw copy"
+    )
+    for name, limit in (("superlink", 1.5), ("supernode", 2.0)):
+        rss, pss = memory.peak_rss[name], memory.peak_pss[name]
+        print(
+            f"    peak memory {name} (+ children): RSS {rss / 1e9:.2f} GB = "
+            f"{rss / nbytes:.2f}x the model, PSS {pss / 1e9:.2f} GB = {pss / nbytes:.2f}x "
+            f"(target <= {limit}x)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", default="a,b", help="comma-separated: a, b (c: --huge)")
+    parser.add_argument("--rounds", type=int, default=30, help="rounds measured in (a)")
+    parser.add_argument("--params-b", type=float, default=1e8, help="model size of (b)")
+    parser.add_argument("--huge", action="store_true", help="also (c): 1e9 params (4 GB)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder (logs)")
+    parser.add_argument("--verbose", action="store_true", help="debug logs of the services")
+    args = parser.parse_args()
+    if args.verbose:
+        VERBOSE.append("--verbose")
+    cases = set(args.cases.split(",")) | ({"c"} if args.huge else set())
+    root = Path(tempfile.mkdtemp(prefix="glade-bench-deploy-"))
+    print(
+        f"glade deployment benchmark; {os.cpu_count()} CPUs, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM; scratch {root}"
+    )
+    try:
+        if "a" in cases:
+            case_latency(root, args.rounds)
+        if "b" in cases:
+            case_large(root, int(args.params_b), "b")
+        if "c" in cases:
+            case_large(root, 1_000_000_000, "c")
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,512 @@
+"""App bundles: a project folder packed into one zip that a SuperLink can run.
+
+A bundle is a zip of the app's files plus ``glade-manifest.json``::
+
+    {"format": 1, "publisher": "...", "name": "...", "version": "...",
+     "files": {"pyproject.toml": "<sha256>", "my_app/client_app.py": "<sha256>", ...}}
+
+Its *bundle id* is the SHA-256 of the zip's bytes. :func:`build_bundle` gives the same bytes
+for the same files (sorted entries, fixed timestamps and permissions), so an unchanged app is
+uploaded and cached once. Files matched by a ``.gitignore`` (at any level of the folder) are
+left out, and so are virtual environments, caches and VCS folders (:data:`ALWAYS_EXCLUDED`).
+
+:func:`read_bundle` checks a bundle (safe member names, no links, every file against its hash
+in the manifest, size and count caps) and :func:`extract_bundle` does the same while writing
+the files into a folder, atomically: a folder that exists holds a complete, verified bundle.
+Problems with a bundle raise :class:`~glade.errors.SerdeError`; problems with the folder to
+pack raise :class:`~glade.errors.ConfigError`.
+
+>>> import pathlib, tempfile
+>>> root = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (root / "pyproject.toml").write_text('[project]\\nname = "demo"\\nversion = "1.0"\\n')
+>>> bundle = build_bundle(root)
+>>> bundle.manifest.name, list(bundle.manifest.files)
+('demo', ['pyproject.toml'])
+>>> build_bundle(root).bundle_id == bundle.bundle_id
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from glade.errors import ConfigError, SerdeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "ALWAYS_EXCLUDED",
+    "BUNDLE_SUFFIX",
+    "MANIFEST_NAME",
+    "MAX_BUNDLE_BYTES",
+    "MAX_BUNDLE_FILES",
+    "Bundle",
+    "BundleManifest",
+    "build_bundle",
+    "bundle_files",
+    "extract_bundle",
+    "read_bundle",
+]
+
+MANIFEST_NAME = "glade-manifest.json"
+BUNDLE_SUFFIX = ".glade"
+MAX_BUNDLE_BYTES = 1 << 30
+"""Largest total size of a bundle's files (uncompressed)."""
+MAX_BUNDLE_FILES = 10_000
+ALWAYS_EXCLUDED = (
+    ".git/",
+    ".hg/",
+    ".svn/",
+    ".venv/",
+    "venv/",
+    "__pycache__/",
+    "*.py[cod]",
+    ".pytest_cache/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    ".hypothesis/",
+    ".ipynb_checkpoints/",
+    ".DS_Store",
+    f"*{BUNDLE_SUFFIX}",
+)
+"""Left out of every bundle, whatever the ``.gitignore`` files say (gitignore syntax)."""
+
+_FORMAT = 1
+_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold: fixed, for equal bytes
+_FILE_MODE = 0o100644 << 16
+_READ = 1 << 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BundleManifest:
+    """Who made the app, what it is called, and the SHA-256 of each of its files."""
+
+    publisher: str
+    name: str
+    version: str
+    files: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in ("publisher", "name", "version"):
+            value = getattr(self, key)
+            if not isinstance(value, str) or not value.strip():
+                raise SerdeError(f"bundle manifest: {key!r} must be a non-empty string")
+
+    def to_json(self) -> bytes:
+        document = {
+            "format": _FORMAT,
+            "publisher": self.publisher,
+            "name": self.name,
+            "version": self.version,
+            "files": dict(sorted(self.files.items())),
+        }
+        return json.dumps(document, indent=1, sort_keys=True).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes) -> BundleManifest:
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise SerdeError(f"{MANIFEST_NAME} is not valid JSON ({exc})") from None
+        if not isinstance(doc, dict):
+            raise SerdeError(f"{MANIFEST_NAME} must hold a JSON object")
+        files = doc.get("files")
+        if not isinstance(files, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in files.items()
+        ):
+            raise SerdeError(f"{MANIFEST_NAME} needs 'files': {{path: sha256}}")
+        ident: dict[str, str] = {}
+        for key in ("publisher", "name", "version"):
+            value = doc.get(key)
+            if not isinstance(value, str):
+                raise SerdeError(f"bundle manifest: {key!r} must be a non-empty string")
+            ident[key] = value
+        return cls(files=files, **ident)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bundle:
+    """A built bundle: its zip bytes, its id (their SHA-256) and its manifest."""
+
+    data: bytes = field(repr=False)
+    bundle_id: str
+    manifest: BundleManifest
+
+    @property
+    def file_name(self) -> str:
+        """``NAME-VERSION.glade``: the default file name of the bundle."""
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{self.manifest.name}-{self.manifest.version}")
+        return safe + BUNDLE_SUFFIX
+
+    def write(self, path: str | Path) -> Path:
+        """Write the zip to ``path`` (atomically); returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(self.data)
+        os.replace(tmp, path)
+        return path
+
+
+# -- building ------------------------------------------------------------------------------
+def build_bundle(
+    app_dir: str | Path, *, publisher: str | None = None, max_bytes: int = MAX_BUNDLE_BYTES
+) -> Bundle:
+    """Pack the project in ``app_dir`` (with its ``pyproject.toml``) into a bundle.
+
+    The name and version come from ``[project]``; the publisher from ``publisher``, else
+    ``[tool.glade.app] publisher``, else the first of ``[project] authors``.
+    """
+    root = Path(app_dir).resolve()
+    project = _read_pyproject(root)
+    files = bundle_files(root)
+    contents: dict[str, bytes] = {}
+    total = 0
+    for name in files:
+        data = (root / name).read_bytes()
+        total += len(data)
+        if total > max_bytes or len(contents) >= MAX_BUNDLE_FILES:
+            raise ConfigError(
+                f"{root} holds more than {max_bytes} bytes or {MAX_BUNDLE_FILES} files to "
+                "bundle: keep data sets and outputs out of the app folder, or list them in "
+                ".gitignore"
+            )
+        contents[name] = data
+    manifest = BundleManifest(
+        publisher=publisher or _publisher(project),
+        name=str(project.get("project", {}).get("name") or root.name),
+        version=str(project.get("project", {}).get("version") or "0.0.0"),
+        files={name: hashlib.sha256(data).hexdigest() for name, data in contents.items()},
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        _write_member(zf, MANIFEST_NAME, manifest.to_json())
+        for name, data in contents.items():
+            _write_member(zf, name, data)
+    data = out.getvalue()
+    return Bundle(data=data, bundle_id=hashlib.sha256(data).hexdigest(), manifest=manifest)
+
+
+def _write_member(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=_EPOCH)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = _FILE_MODE
+    info.create_system = 3  # unix: the mode above is meaningful
+    zf.writestr(info, data, compresslevel=6)
+
+
+def _read_pyproject(root: Path) -> dict[str, Any]:
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        raise ConfigError(
+            f"no pyproject.toml in {root}: pass the folder of a Glade project "
+            "(create one with 'glade new NAME')"
+        )
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def _publisher(project: Mapping[str, Any]) -> str:
+    app = project.get("tool", {}).get("glade", {}).get("app", {})
+    if isinstance(app, Mapping) and isinstance(app.get("publisher"), str) and app["publisher"]:
+        return str(app["publisher"])
+    authors = project.get("project", {}).get("authors") or []
+    for author in authors if isinstance(authors, list) else []:
+        if isinstance(author, Mapping) and author.get("name"):
+            return str(author["name"])
+    return "anonymous"
+
+
+def bundle_files(app_dir: str | Path) -> list[str]:
+    """The files of ``app_dir`` a bundle holds: sorted posix paths relative to it."""
+    root = Path(app_dir).resolve()
+    found: list[str] = []
+    base = _Rules.parse(ALWAYS_EXCLUDED, prefix="")
+    _walk(root, root, [base], found)
+    return sorted(found)
+
+
+def _walk(root: Path, folder: Path, rules: list[_Rules], found: list[str]) -> None:
+    rel_dir = folder.relative_to(root).as_posix()
+    prefix = "" if rel_dir == "." else rel_dir + "/"
+    ignore = folder / ".gitignore"
+    if ignore.is_file():
+        lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
+        rules = [*rules, _Rules.parse(lines, prefix=prefix)]
+    with os.scandir(folder) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            rel = prefix + entry.name
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if _ignored(rules, rel, is_dir=is_dir):
+                continue
+            if is_dir:
+                _walk(root, Path(entry.path), rules, found)
+            elif entry.is_file():  # a link to a file counts as the file
+                found.append(rel)
+
+
+def _ignored(rules: Sequence[_Rules], path: str, *, is_dir: bool) -> bool:
+    verdict = False
+    for group in rules:
+        hit = group.match(path, is_dir=is_dir)
+        if hit is not None:
+            verdict = hit
+    return verdict
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    regex: re.Pattern[str]
+    negate: bool
+    dir_only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """The patterns of one ``.gitignore``, relative to its folder (``prefix``)."""
+
+    prefix: str
+    rules: tuple[_Rule, ...]
+
+    @classmethod
+    def parse(cls, lines: Sequence[str], *, prefix: str) -> _Rules:
+        return cls(prefix, tuple(r for r in map(_parse_rule, lines) if r is not None))
+
+    def match(self, path: str, *, is_dir: bool) -> bool | None:
+        """True (ignored), False (re-included by ``!``) or None (no pattern matches)."""
+        if not path.startswith(self.prefix):
+            return None
+        rel = path[len(self.prefix) :]
+        verdict: bool | None = None
+        for rule in self.rules:
+            if (is_dir or not rule.dir_only) and rule.regex.fullmatch(rel):
+                verdict = not rule.negate
+        return verdict
+
+
+def _parse_rule(line: str) -> _Rule | None:
+    """One gitignore line as a rule (None for blanks and comments)."""
+    line = line.rstrip("\n")
+    stripped = line.rstrip(" ")
+    if stripped.endswith("\\") and len(line) > len(stripped):
+        stripped += " "  # an escaped trailing space is kept
+    line = stripped
+    if not line or line.startswith("#"):
+        return None
+    negate = line.startswith("!")
+    if negate:
+        line = line[1:]
+    elif line.startswith("\\"):
+        line = line[1:] if line[1:2] in ("#", "!") else line
+    dir_only = line.endswith("/")
+    line = line.rstrip("/")
+    if not line:
+        return None
+    anchored = "/" in line
+    body = _translate(line.lstrip("/"))
+    pattern = body if anchored else f"(?:.*/)?{body}"
+    return _Rule(re.compile(pattern, re.S), negate, dir_only)
+
+
+def _translate(pattern: str) -> str:
+    """A gitignore glob as a regular expression over a relative posix path."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        if pattern.startswith("**/", i) and (i == 0 or pattern[i - 1] == "/"):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i) and i + 2 == n and (i == 0 or pattern[i - 1] == "/"):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[":
+            end = pattern.find("]", i + 2)
+            if end < 0:
+                out.append(re.escape("["))
+                i += 1
+                continue
+            inner = pattern[i + 1 : end]
+            if inner.startswith("!"):
+                inner = "^" + inner[1:]
+            out.append("[" + inner.replace("\\", "\\\\") + "]")
+            i = end + 1
+        elif pattern[i] == "\\" and i + 1 < n:
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return "".join(out)
+
+
+# -- reading and extracting ----------------------------------------------------------------
+def read_bundle(
+    source: bytes | str | Path,
+    *,
+    bundle_id: str | None = None,
+    max_bytes: int = MAX_BUNDLE_BYTES,
+    max_files: int = MAX_BUNDLE_FILES,
+) -> BundleManifest:
+    """Check a bundle (bytes or a file) completely and return its manifest.
+
+    With ``bundle_id``, the zip's SHA-256 must equal it. Raises
+    :class:`~glade.errors.SerdeError` naming the first problem found.
+    """
+    for _name, blocks in _verified_members(source, bundle_id, max_bytes, max_files):
+        for _block in blocks:
+            pass
+    return _manifest_of(source)
+
+
+def extract_bundle(
+    source: bytes | str | Path,
+    dest: str | Path,
+    *,
+    bundle_id: str | None = None,
+    max_bytes: int = MAX_BUNDLE_BYTES,
+    max_files: int = MAX_BUNDLE_FILES,
+) -> Path:
+    """Verify ``source`` and write its files into the folder ``dest``; returns ``dest``.
+
+    The folder appears atomically, complete and verified; if it exists already it is
+    returned as it is (extract each bundle id into its own folder).
+    """
+    target = Path(dest)
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name[:24]}-"))
+    try:
+        for name, data in _verified_members(source, bundle_id, max_bytes, max_files):
+            path = tmp.joinpath(*PurePosixPath(name).parts)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as out:
+                for block in data:
+                    out.write(block)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not target.is_dir():  # somebody else extracted it meanwhile otherwise
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _open_zip(source: bytes | str | Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise SerdeError(f"bad app bundle: not a readable zip file ({exc})") from None
+
+
+def _manifest_of(source: bytes | str | Path) -> BundleManifest:
+    with _open_zip(source) as zf:
+        try:
+            return BundleManifest.from_json(zf.read(MANIFEST_NAME))
+        except KeyError:
+            raise SerdeError(
+                f"bad app bundle: no {MANIFEST_NAME} (build bundles with 'glade build')"
+            ) from None
+
+
+def _check_name(info: zipfile.ZipInfo) -> str:
+    name = info.filename
+    parts = PurePosixPath(name).parts
+    if (
+        not parts
+        or name.startswith("/")
+        or "\\" in name
+        or "\x00" in name
+        or any(p in ("..", ".") for p in parts)
+        or parts[0].endswith(":")
+        or "//" in name
+    ):
+        raise SerdeError(f"bad app bundle: unsafe path {name!r}")
+    if (info.external_attr >> 16) & 0o170000 == 0o120000:
+        raise SerdeError(f"bad app bundle: {name!r} is a symbolic link")
+    return name
+
+
+def _verified_members(
+    source: bytes | str | Path, bundle_id: str | None, max_bytes: int, max_files: int
+) -> Iterator[tuple[str, Iterator[bytes]]]:
+    """Yield (name, its blocks) of each file; every check runs before or while it is read."""
+    if bundle_id is not None:
+        _check_id(source, bundle_id)
+    manifest = _manifest_of(source)
+    with _open_zip(source) as zf:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        if len(infos) > max_files + 1:
+            raise SerdeError(f"bad app bundle: {len(infos) - 1} files, more than {max_files}")
+        members = {_check_name(i): i for i in infos}
+        if len(members) != len(infos):
+            raise SerdeError("bad app bundle: a file is stored twice")
+        present, listed = set(members) - {MANIFEST_NAME}, set(manifest.files)
+        if present != listed:
+            extra, missing = sorted(present - listed)[:5], sorted(listed - present)[:5]
+            raise SerdeError(
+                f"bad app bundle: the zip and its manifest disagree (not in the manifest: "
+                f"{extra}; missing from the zip: {missing})"
+            )
+        budget = [max_bytes]
+        for name in sorted(listed):
+            yield name, _checked_blocks(zf, members[name], manifest.files[name], budget)
+
+
+def _checked_blocks(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, expected: str, budget: list[int]
+) -> Iterator[bytes]:
+    """The member's bytes in blocks; counted against ``budget`` and hashed as they come."""
+    hasher = hashlib.sha256()
+    try:
+        with zf.open(info) as member:
+            while block := member.read(_READ):
+                budget[0] -= len(block)
+                if budget[0] < 0:
+                    raise SerdeError("bad app bundle: its files are larger than allowed")
+                hasher.update(block)
+                yield block
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise SerdeError(f"bad app bundle: {info.filename!r} cannot be read ({exc})") from None
+    if hasher.hexdigest() != expected:
+        raise SerdeError(
+            f"bad app bundle: {info.filename!r} does not match its sha256 in the manifest"
+        )
+
+
+def _check_id(source: bytes | str | Path, bundle_id: str) -> None:
+    hasher = hashlib.sha256()
+    if isinstance(source, bytes):
+        hasher.update(source)
+    else:
+        with open(source, "rb") as f:
+            while block := f.read(_READ):
+                hasher.update(block)
+    if hasher.hexdigest() != bundle_id:
+        raise SerdeError(
+            f"bad app bundle: its sha256 is {hasher.hexdigest()}, not the bundle id {bundle_id}"
+        )

@@ -1,0 +1,82 @@
+"""``glade supernode``: run a SuperNode until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from glade.cli.console import stderr_console
+from glade.cli.exit_codes import EXIT_OK, reported_errors
+from glade.cli.service import StopSignals, data_home, require_insecure, service_logging
+from glade.project import parse_run_config
+
+__all__ = ["default_node_dir", "supernode_command"]
+
+
+def default_node_dir(superlink: str, node_config: dict[str, Any]) -> Path:
+    """A data folder per (SuperLink, node config): the same command rejoins as the same node."""
+    key = json.dumps([superlink, sorted(node_config.items())], default=str)
+    return data_home() / "supernode" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def supernode_command(
+    superlink: Annotated[
+        str, typer.Option(help="HOST:PORT of the SuperLink's Fleet API (e.g. 127.0.0.1:9092).")
+    ],
+    node_config: Annotated[
+        str | None,
+        typer.Option(
+            help='This node\'s config for the ClientApp: "partition-id=0 num-partitions=3".'
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Connect without TLS (required until TLS lands).")
+    ] = False,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keeps the node id (a restart rejoins as the same node) and cached app "
+            "bundles. Default: a folder per SuperLink and node config in the user's data folder."
+        ),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="A name shown on the SuperLink.")] = None,
+    ready_file: Annotated[
+        Path | None, typer.Option(help="Write the node id (JSON) here once registered.")
+    ] = None,
+    poll_wait: Annotated[
+        float, typer.Option(help="Longest wait (seconds) of one long-poll for instructions.")
+    ] = 10.0,
+    max_backoff: Annotated[
+        float, typer.Option(help="Longest wait (seconds) between reconnection attempts.")
+    ] = 30.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
+) -> None:
+    """Start a SuperNode: it joins a SuperLink and runs ClientApps next to this node's data."""
+    from glade.supernode import SuperNode, SuperNodeConfig
+
+    err = stderr_console()
+    with service_logging(verbose=verbose), reported_errors(err, verbose=verbose):
+        require_insecure(insecure, "SuperNode")
+        config_values = parse_run_config(node_config)
+        options: dict[str, Any] = {
+            "superlink": superlink,
+            "node_config": config_values,
+            "insecure": insecure,
+            "data_dir": data_dir or default_node_dir(superlink, config_values),
+            "ready_file": ready_file,
+            "backoff_initial_s": min(0.5, max_backoff),
+            "backoff_max_s": max_backoff,
+            "poll_wait_s": poll_wait,
+        }
+        if name:
+            options["name"] = name
+        node = SuperNode(SuperNodeConfig(**options))
+        with StopSignals() as stop:
+            node.start()
+            stop.wait(until=lambda: node.wait(0))
+            node.stop()
+    raise typer.Exit(EXIT_OK)

@@ -1,0 +1,194 @@
+"""The SuperNode's `Connection` to the SuperLink: the Fleet API in domain types.
+
+:class:`Connection` is the seam between the node's logic and the wire; the only
+implementation that touches protobuf is :class:`GrpcConnection`. Failures raise Glade
+exceptions: :class:`~glade.errors.TransportError` when the SuperLink cannot be reached,
+:class:`~glade.errors.NotFoundError` for an unknown node or run, and the
+other request errors of :mod:`glade.errors`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import grpc
+
+from glade.array import Array
+from glade.errors import NotFoundError, SerdeError
+from glade.message import Message
+from glade.transport._record_codec import user_config_from_proto, user_config_to_proto
+from glade.transport.codec import message_from_proto, message_to_proto
+from glade.transport.grpc_options import channel as open_channel
+from glade.transport.object_wire import ObjectStub
+from glade.transport.objects import (
+    node_metadata,
+    object_infos,
+    pull_object,
+    receive_objects,
+    send_objects,
+)
+from glade.transport.status import error_from_rpc
+from glade.transport.v1 import fleet_pb2 as fpb
+from glade.transport.v1 import fleet_pb2_grpc, run_pb2
+
+__all__ = ["Connection", "GrpcConnection", "Registration", "RunSpec"]
+
+_FLEET = "glade.v1.Fleet"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Registration:
+    """What the SuperLink answered to Register."""
+
+    node_id: int
+    heartbeat_interval_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunSpec:
+    """What a SuperNode needs to know about a run: its bundle, config and whether it ended."""
+
+    run_id: int
+    bundle_id: str
+    run_config: Mapping[str, Any] = field(default_factory=dict)
+    finished: bool = False
+
+
+class Connection(Protocol):
+    """The Fleet API as the SuperNode uses it (see the module docstring)."""
+
+    def register(
+        self, *, node_id: int, name: str, node_config: Mapping[str, Any]
+    ) -> Registration: ...
+
+    def heartbeat(self, node_id: int) -> bool:
+        """False if the SuperLink no longer knows the node (it must register again)."""
+        ...
+
+    def unregister(self, node_id: int, *, timeout: float) -> None: ...
+
+    def pull(self, node_id: int, *, wait_s: float, max_messages: int) -> list[Message]:
+        """The node's next instructions with their arrays, waiting up to ``wait_s`` for one."""
+        ...
+
+    def push(self, node_id: int, replies: Sequence[Message]) -> list[str]:
+        """Upload the replies' arrays, then the replies; returns the ids the SuperLink kept."""
+        ...
+
+    def get_run(self, node_id: int, run_id: int) -> RunSpec: ...
+
+    def fetch_object(self, node_id: int, object_id: str, *, max_size: int) -> memoryview:
+        """Download one object (e.g. an app bundle), verified against its id."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection; calls in progress fail at once."""
+        ...
+
+
+class GrpcConnection:
+    """:class:`Connection` over a gRPC channel to the SuperLink's Fleet API."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        insecure: bool = True,
+        rpc_timeout_s: float = 30.0,
+        chunk_size: int,
+        max_object_size: int,
+    ) -> None:
+        self._channel = open_channel(address, insecure=insecure)
+        self._stub = fleet_pb2_grpc.FleetStub(self._channel)  # type: ignore[no-untyped-call]
+        self._objects = ObjectStub(self._channel, _FLEET)
+        self._timeout = rpc_timeout_s
+        self._chunk_size = chunk_size
+        self._max_object_size = max_object_size
+        self._address = address
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _call(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
+        try:
+            return getattr(self._stub, method)(request, timeout=timeout or self._timeout)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, peer=f"(SuperLink Fleet API at {self._address})") from exc
+
+    def register(self, *, node_id: int, name: str, node_config: Mapping[str, Any]) -> Registration:
+        request = fpb.RegisterRequest(node_id=node_id, name=name)
+        user_config_to_proto(dict(node_config), request.node_config, where="node_config")
+        response = self._call("Register", request)
+        return Registration(
+            node_id=response.node_id, heartbeat_interval_s=response.heartbeat_interval_s
+        )
+
+    def heartbeat(self, node_id: int) -> bool:
+        return bool(self._call("Heartbeat", fpb.HeartbeatRequest(node_id=node_id)).known)
+
+    def unregister(self, node_id: int, *, timeout: float) -> None:
+        self._call("Unregister", fpb.UnregisterRequest(node_id=node_id), timeout=timeout)
+
+    def pull(self, node_id: int, *, wait_s: float, max_messages: int) -> list[Message]:
+        request = fpb.PullMessagesRequest(node_id=node_id, wait_s=wait_s, max_messages=max_messages)
+        batch: run_pb2.MessageBatch = self._call(
+            "PullMessages", request, timeout=wait_s + self._timeout
+        )
+        if not batch.messages:
+            return []
+        try:
+            objects = receive_objects(
+                self._objects,
+                batch,
+                metadata=node_metadata(node_id),
+                max_size=self._max_object_size,
+            )
+        except NotFoundError as exc:  # not "unknown node": the pull itself succeeded
+            raise SerdeError(f"an array of the pulled messages is missing: {exc}") from None
+        del batch.inline_objects[:]  # their bytes live on in ``objects``
+        try:
+            return [message_from_proto(proto, objects) for proto in batch.messages]
+        except SerdeError as exc:
+            raise SerdeError(f"the SuperLink sent a message this node cannot read: {exc}") from None
+
+    def push(self, node_id: int, replies: Sequence[Message]) -> list[str]:
+        protos = []
+        objects: dict[str, Array] = {}
+        for reply in replies:
+            proto, arrays = message_to_proto(reply)
+            protos.append(proto)
+            objects.update(arrays)
+        metadata = node_metadata(node_id)
+        inline = send_objects(
+            self._objects, objects, metadata=metadata, chunk_size=self._chunk_size
+        )
+        request = fpb.PushMessagesRequest(
+            node_id=node_id,
+            messages=protos,
+            objects=object_infos(objects),
+            inline_objects=inline,
+        )
+        return list(self._call("PushMessages", request).accepted_message_ids)
+
+    def get_run(self, node_id: int, run_id: int) -> RunSpec:
+        run = self._call("GetRun", fpb.GetRunRequest(node_id=node_id, run_id=run_id)).run
+        return RunSpec(
+            run_id=run.run_id,
+            bundle_id=run.bundle_id,
+            run_config=dict(user_config_from_proto(run.run_config, where="run_config")),
+            finished=run.status == run_pb2.RUN_STATUS_FINISHED,
+        )
+
+    def fetch_object(self, node_id: int, object_id: str, *, max_size: int) -> memoryview:
+        return pull_object(
+            self._objects, object_id, metadata=node_metadata(node_id), max_size=max_size
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._channel.close()

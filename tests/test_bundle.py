@@ -1,0 +1,246 @@
+"""App bundles: deterministic bytes, .gitignore excludes, a manifest, and safe extraction."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from glade.bundle import (
+    MANIFEST_NAME,
+    BundleManifest,
+    build_bundle,
+    bundle_files,
+    extract_bundle,
+    read_bundle,
+)
+from glade.errors import ConfigError, SerdeError
+
+PYPROJECT = """
+[project]
+name = "demo-app"
+version = "2.1.0"
+authors = [{ name = "Ada" }]
+
+[tool.glade.app]
+server-app = "demo.server:app"
+client-app = "demo.client:app"
+"""
+
+
+def _project(root: Path, files: dict[str, str] | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text(PYPROJECT)
+    for name, text in {
+        "demo/__init__.py": "",
+        "demo/client.py": "x = 1\n",
+        **(files or {}),
+    }.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_manifest_names_the_app_and_hashes_every_file(tmp_path):
+    root = _project(tmp_path / "app")
+    bundle = build_bundle(root)
+    m = bundle.manifest
+    assert (m.publisher, m.name, m.version) == ("Ada", "demo-app", "2.1.0")
+    assert set(m.files) == {"pyproject.toml", "demo/__init__.py", "demo/client.py"}
+    assert m.files["demo/client.py"] == hashlib.sha256(b"x = 1\n").hexdigest()
+    assert bundle.bundle_id == hashlib.sha256(bundle.data).hexdigest()
+    with zipfile.ZipFile(io.BytesIO(bundle.data)) as zf:
+        stored = json.loads(zf.read(MANIFEST_NAME))
+        assert stored["files"] == dict(m.files)
+        assert zf.read("demo/client.py") == b"x = 1\n"
+    assert bundle.file_name == "demo-app-2.1.0.glade"
+
+
+def test_same_files_give_the_same_bytes_and_a_change_gives_others(tmp_path):
+    first = build_bundle(_project(tmp_path / "a"))
+    second = build_bundle(_project(tmp_path / "b"))  # other folder, other mtimes
+    os.utime(tmp_path / "b" / "demo" / "client.py", (1, 1))
+    assert build_bundle(tmp_path / "b").data == first.data == second.data
+    (tmp_path / "b" / "demo" / "client.py").write_text("x = 2\n")
+    assert build_bundle(tmp_path / "b").bundle_id != first.bundle_id
+
+
+def test_publisher_from_tool_glade_or_argument(tmp_path):
+    root = _project(tmp_path / "app")
+    text = (root / "pyproject.toml").read_text()
+    text = text.replace("[tool.glade.app]\n", '[tool.glade.app]\npublisher = "acme"\n')
+    (root / "pyproject.toml").write_text(text)
+    assert build_bundle(root).manifest.publisher == "acme"
+    assert build_bundle(root, publisher="me").manifest.publisher == "me"
+
+
+def test_always_excluded_folders_and_files(tmp_path):
+    root = _project(
+        tmp_path / "app",
+        {
+            ".venv/lib/site.py": "",
+            ".git/HEAD": "",
+            "demo/__pycache__/client.cpython-311.pyc": "",
+            "demo/stale.pyc": "",
+            "old-1.0.glade": "",
+            "data/notes.txt": "kept",
+        },
+    )
+    assert bundle_files(root) == [
+        "data/notes.txt",
+        "demo/__init__.py",
+        "demo/client.py",
+        "pyproject.toml",
+    ]
+
+
+def test_gitignore_patterns(tmp_path):
+    root = _project(
+        tmp_path / "app",
+        {
+            ".gitignore": "# data\n*.csv\n!keep.csv\n/build/\nlogs/\ndocs/**/*.tmp\n\\#hash\n",
+            "a.csv": "",
+            "sub/b.csv": "",
+            "sub/keep.csv": "",
+            "build/out.txt": "",
+            "src/build/x.txt": "",  # /build/ is anchored: not this one
+            "logs": "a file, not a folder",  # logs/ matches folders only
+            "sub/logs/run.log": "",
+            "docs/a/b/c.tmp": "",
+            "docs/c.tmp": "",
+            "#hash": "",
+        },
+    )
+    files = bundle_files(root)
+    assert "a.csv" not in files and "sub/b.csv" not in files
+    assert "sub/keep.csv" in files
+    assert "build/out.txt" not in files and "src/build/x.txt" in files
+    assert "logs" in files and "sub/logs/run.log" not in files
+    assert "docs/a/b/c.tmp" not in files and "docs/c.tmp" not in files
+    assert "#hash" not in files
+    assert ".gitignore" in files
+
+
+def test_nested_gitignore_applies_below_its_folder(tmp_path):
+    root = _project(
+        tmp_path / "app",
+        {"demo/.gitignore": "secret.py\n", "demo/secret.py": "", "secret.py": "top"},
+    )
+    files = bundle_files(root)
+    assert "demo/secret.py" not in files
+    assert "secret.py" in files
+
+
+def test_missing_pyproject_and_oversized_apps_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"no pyproject\.toml"):
+        build_bundle(tmp_path)
+    root = _project(tmp_path / "app", {"big.bin": "x" * 5000})
+    with pytest.raises(ConfigError, match="more than 1000 bytes"):
+        build_bundle(root, max_bytes=1000)
+
+
+def test_extract_writes_the_verified_files(tmp_path):
+    bundle = build_bundle(_project(tmp_path / "app"))
+    out = extract_bundle(bundle.data, tmp_path / "out", bundle_id=bundle.bundle_id)
+    assert (out / "demo" / "client.py").read_text() == "x = 1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app", "out"]  # no temp left
+    path = bundle.write(tmp_path / "b.glade")
+    assert read_bundle(path, bundle_id=bundle.bundle_id) == bundle.manifest
+
+
+def _zip(members: dict[str, bytes], *, manifest: dict | None = None, link: str = "") -> bytes:
+    files = {k: hashlib.sha256(v).hexdigest() for k, v in members.items()}
+    doc = manifest or {"publisher": "p", "name": "n", "version": "1", "files": files}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        zf.writestr(MANIFEST_NAME, json.dumps(doc))
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name)
+            if name == link:
+                info.external_attr = 0o120777 << 16
+            zf.writestr(info, data)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        (b"not a zip", "not a readable zip"),
+        (_zip({"../evil.py": b"x"}), "unsafe path"),
+        (_zip({"/abs.py": b"x"}), "unsafe path"),
+        (_zip({"a\\b.py": b"x"}), "unsafe path"),
+        (_zip({"link.py": b"/etc/passwd"}, link="link.py"), "symbolic link"),
+        (
+            _zip(
+                {"a.py": b"x"},
+                manifest={"publisher": "p", "name": "n", "version": "1", "files": {}},
+            ),
+            "disagree",
+        ),
+        (
+            _zip(
+                {"a.py": b"x"},
+                manifest={"publisher": "p", "name": "n", "version": "1", "files": {"a.py": "0"}},
+            ),
+            "does not match its sha256",
+        ),
+        (
+            _zip({"a.py": b"x"}, manifest={"publisher": "", "name": "n", "version": "1"}),
+            "needs 'files'",
+        ),
+        (
+            _zip(
+                {"a.py": b"x"},
+                manifest={"publisher": "", "name": "n", "version": "1", "files": {"a.py": "0"}},
+            ),
+            "'publisher'",
+        ),
+    ],
+)
+def test_bad_bundles_are_refused_and_nothing_is_extracted(tmp_path, data, needle):
+    with pytest.raises(SerdeError, match=needle):
+        extract_bundle(data, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SerdeError, match=needle):
+        read_bundle(data)
+
+
+def test_no_manifest(tmp_path):
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        zf.writestr("a.py", "x")
+    with pytest.raises(SerdeError, match=f"no {MANIFEST_NAME}"):
+        read_bundle(out.getvalue())
+
+
+def test_wrong_bundle_id_and_size_cap(tmp_path):
+    bundle = build_bundle(_project(tmp_path / "app", {"big.txt": "y" * 10_000}))
+    with pytest.raises(SerdeError, match="not the bundle id"):
+        extract_bundle(bundle.data, tmp_path / "out", bundle_id="0" * 64)
+    with pytest.raises(SerdeError, match="larger than allowed"):
+        extract_bundle(bundle.data, tmp_path / "out", max_bytes=5000)
+    with pytest.raises(SerdeError, match="more than 2"):
+        read_bundle(bundle.data, max_files=2)
+    assert not (tmp_path / "out").exists()
+
+
+def test_manifest_round_trip():
+    manifest = BundleManifest(publisher="p", name="n", version="1", files={"b": "2", "a": "1"})
+    assert BundleManifest.from_json(manifest.to_json()) == manifest
+    with pytest.raises(SerdeError, match="not valid JSON"):
+        BundleManifest.from_json(b"{")
+
+
+def test_the_superlink_accepts_built_bundles(tmp_path):
+    from glade.superlink.bundles import read_bundle as superlink_read
+
+    bundle = build_bundle(_project(tmp_path / "app"))
+    path = bundle.write(tmp_path / "b.glade")
+    info = superlink_read(path, bundle_id=bundle.bundle_id)
+    assert (info.name, info.version, info.client_app) == ("demo-app", "2.1.0", "demo.client:app")
