@@ -66,7 +66,7 @@ def _checked_name(value: str) -> str:
 
 
 def _ask_framework(out: Console) -> str:
-    names = sorted(TEMPLATES)
+    names = list(TEMPLATES)
     width = max(map(len, names))
     out.print("Frameworks:", highlight=False)
     for number, name in enumerate(names, start=1):

@@ -9,6 +9,8 @@ package, and ``{{name}}`` placeholders in file contents are replaced (``project_
 >>> from glade.templates import TEMPLATES
 >>> TEMPLATES["numpy"].name
 'numpy'
+>>> list(TEMPLATES)[:3]
+['numpy', 'pytorch', 'tensorflow']
 """
 
 from __future__ import annotations
@@ -35,7 +37,26 @@ _SUFFIX = ".tmpl"
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 _PROJECT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 # Package names that would shadow a module the app itself imports.
-_RESERVED = frozenset({"glade", "numpy", "sklearn", "scipy", "torch", "tests"})
+_RESERVED = frozenset(
+    {
+        "glade",
+        "numpy",
+        "sklearn",
+        "scipy",
+        "torch",
+        "tests",
+        "tensorflow",
+        "keras",
+        "jax",
+        "flax",
+        "optax",
+        "xgboost",
+        "transformers",
+        "tokenizers",
+        "peft",
+        "datasets",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,13 +98,20 @@ def register(template: Template) -> Template:
     return template
 
 
-register(
-    Template(
-        name="numpy",
-        description="softmax regression in pure NumPy on scikit-learn's digits (CPU, seconds)",
-        folder="numpy",
-    )
+# The built-in templates, in the order `glade new` lists them: the default (numpy) first.
+_BUILTIN = (
+    ("numpy", "softmax regression in pure NumPy on scikit-learn's digits (CPU, seconds)"),
+    ("pytorch", "a small CNN in PyTorch on scikit-learn's digits (CPU or GPU, under a minute)"),
+    ("tensorflow", "a Keras 3 network on TensorFlow on scikit-learn's digits (CPU or GPU)"),
+    ("jax", "an MLP in plain JAX + optax on scikit-learn's digits (CPU or GPU)"),
+    ("sklearn", "warm-started logistic regression in scikit-learn on the wine data (seconds)"),
+    ("xgboost", "gradient-boosted trees with XGBoost and FedXgbBagging on breast cancer data"),
+    ("huggingface", "a small BERT text classifier from a config (transformers) on local text"),
+    ("llm", "LoRA fine-tuning of a small causal LM (transformers + peft) on local text"),
 )
+for _name, _description in _BUILTIN:
+    register(Template(name=_name, description=_description, folder=_name))
+del _name, _description
 
 
 def package_name_for(project_name: str) -> str:
