@@ -39,7 +39,7 @@ import numpy as np
 import psutil
 
 from glade.bundle import build_bundle
-from glade.supernode.control import ControlClient
+from glade.superlink.client import ControlClient
 
 SERVER = """
 import json

@@ -18,6 +18,7 @@ from glade.bundle import (
     bundle_files,
     extract_bundle,
     read_bundle,
+    read_bundle_pyproject,
 )
 from glade.errors import ConfigError, SerdeError
 
@@ -238,9 +239,26 @@ def test_manifest_round_trip():
 
 
 def test_the_superlink_accepts_built_bundles(tmp_path):
-    from glade.superlink.bundles import read_bundle as superlink_read
+    from glade.superlink.bundles import read_app_bundle
 
     bundle = build_bundle(_project(tmp_path / "app"))
     path = bundle.write(tmp_path / "b.glade")
-    info = superlink_read(path, bundle_id=bundle.bundle_id)
+    info = read_app_bundle(path, bundle_id=bundle.bundle_id)
     assert (info.name, info.version, info.client_app) == ("demo-app", "2.1.0", "demo.client:app")
+
+
+def test_the_bundled_pyproject_is_read_verified(tmp_path):
+    bundle = build_bundle(_project(tmp_path / "app"))
+    assert read_bundle_pyproject(bundle.data)["project"]["version"] == "2.1.0"
+    with pytest.raises(ConfigError, match=r"no pyproject\.toml"):
+        read_bundle_pyproject(_zip({"a.py": b"x"}))
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        read_bundle_pyproject(_zip({"pyproject.toml": b"[project"}))
+    forged = {"pyproject.toml": "0" * 64}
+    with pytest.raises(SerdeError, match="does not match its sha256"):
+        read_bundle_pyproject(
+            _zip(
+                {"pyproject.toml": PYPROJECT.encode()},
+                manifest={"publisher": "p", "name": "n", "version": "1", "files": forged},
+            )
+        )

@@ -6,7 +6,7 @@ from pathlib import Path
 import glade
 
 SRC = Path(glade.__file__).parent
-CORE = {"errors", "array", "records", "message", "context", "keys", "typing", "project"}
+CORE = {"errors", "array", "records", "message", "context", "keys", "typing", "project", "files"}
 
 # package -> glade subpackages it must never import
 FORBIDDEN = {
@@ -28,6 +28,8 @@ FORBIDDEN = {
     "simulation": {"transport", "cli", "superlink", "supernode"},
     "transport": {"server", "client", "strategies", "simulation", "cli"},
     "datasets": {"server", "client", "strategies", "simulation", "transport", "cli"},
+    # the node agent talks to the SuperLink over the wire only
+    "supernode": {"server", "strategies", "cli", "superlink"},
 }
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from glade_testing import glade_executable
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -32,14 +32,6 @@ def _setup_commands() -> tuple[str, str]:
     assert [lang for lang, _ in blocks] == ["bash", "bash"], blocks
     quickstart, tests = (body for _, body in blocks)
     return quickstart, tests
-
-
-def _glade() -> list[str]:
-    script = Path(sys.executable).with_name("glade")
-    if script.is_file():
-        return [str(script)]
-    found = shutil.which("glade")
-    return [found] if found else [sys.executable, "-m", "glade.cli"]
 
 
 def test_readme_opens_with_exactly_two_one_line_setup_commands():
@@ -72,7 +64,7 @@ def test_readme_quickstart_glade_commands_work(tmp_path):
     for step in glade_steps:
         args = step[1:] + (["--format", "json"] if step[1] == "run" else [])
         done = subprocess.run(
-            [*_glade(), *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+            [*glade_executable(), *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
         )
         assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)

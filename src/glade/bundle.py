@@ -43,6 +43,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from glade.errors import ConfigError, SerdeError
+from glade.files import write_atomic
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -61,9 +62,11 @@ __all__ = [
     "bundle_files",
     "extract_bundle",
     "read_bundle",
+    "read_bundle_pyproject",
 ]
 
 MANIFEST_NAME = "glade-manifest.json"
+PYPROJECT = "pyproject.toml"
 BUNDLE_SUFFIX = ".glade"
 MAX_BUNDLE_BYTES = 1 << 30
 """Largest total size of a bundle's files (uncompressed)."""
@@ -155,12 +158,7 @@ class Bundle:
 
     def write(self, path: str | Path) -> Path:
         """Write the zip to ``path`` (atomically); returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(self.data)
-        os.replace(tmp, path)
-        return path
+        return write_atomic(path, self.data)
 
 
 # -- building ------------------------------------------------------------------------------
@@ -211,16 +209,20 @@ def _write_member(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
 
 
 def _read_pyproject(root: Path) -> dict[str, Any]:
-    path = root / "pyproject.toml"
+    path = root / PYPROJECT
     if not path.is_file():
         raise ConfigError(
             f"no pyproject.toml in {root}: pass the folder of a Glade project "
             "(create one with 'glade new NAME')"
         )
+    return _parse_toml(path.read_bytes(), where=str(path))
+
+
+def _parse_toml(data: bytes, *, where: str) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{where} is not valid TOML: {exc}") from None
 
 
 def _publisher(project: Mapping[str, Any]) -> str:
@@ -379,6 +381,28 @@ def read_bundle(
         for _block in blocks:
             pass
     return _manifest_of(source)
+
+
+def read_bundle_pyproject(
+    source: bytes | str | Path, *, max_bytes: int = MAX_BUNDLE_BYTES
+) -> dict[str, Any]:
+    """The bundled ``pyproject.toml``, checked against the manifest and parsed.
+
+    Check the whole bundle with :func:`read_bundle` first. Raises
+    :class:`~glade.errors.ConfigError` if it has none or it is not valid TOML.
+    """
+    manifest = _manifest_of(source)
+    if PYPROJECT not in manifest.files:
+        raise ConfigError("bad app bundle: it has no pyproject.toml")
+    with _open_zip(source) as zf:
+        try:
+            info = zf.getinfo(PYPROJECT)
+        except KeyError:
+            raise SerdeError(
+                "bad app bundle: its manifest lists a missing pyproject.toml"
+            ) from None
+        data = b"".join(_checked_blocks(zf, info, manifest.files[PYPROJECT], [max_bytes]))
+    return _parse_toml(data, where="bad app bundle: its pyproject.toml")
 
 
 def extract_bundle(

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import sys
-import textwrap
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
-
-from glade.cli.main import app
+from click.testing import Result
+from glade_testing import app_files, glade_in_process, write_files
 
 # A ServerApp that needs no strategy: each round it asks every node for a value and reports
 # the sum as the "evaluate" metric "total"; the run config can make it fail on purpose.
@@ -62,32 +60,12 @@ def query(msg, context):
     return RecordDict({keys.METRICS: MetricRecord({"value": value})})
 """
 
-PYPROJECT = """
-[project]
-name = "{name}"
-version = "0.1.0"
-
-[tool.glade.app]
-server-app = "{server_ref}"
-client-app = "{client_ref}"
-
-[tool.glade.app.config]
-num-server-rounds = 2
-scale = 1
-fail-at-round = 0
-label = "x"
-
-[tool.glade.federations]
-default = "local"
-
-[tool.glade.federations.local]
-num-supernodes = 4
-backend = "inline"
-seed = 7
-
-[tool.glade.federations.remote]
-address = "127.0.0.1:9093"
-"""
+CONFIG = {"num-server-rounds": 2, "scale": 1, "fail-at-round": 0, "label": "x"}
+FEDERATIONS = {
+    "default": "local",
+    "local": {"num-supernodes": 4, "backend": "inline", "seed": 7},
+    "remote": {"address": "127.0.0.1:9093"},
+}
 
 MakeProject = Callable[..., Path]
 
@@ -108,19 +86,18 @@ def make_project(tmp_path: Path) -> Iterator[MakeProject]:
     ) -> Path:
         package = f"cliapp_{uuid.uuid4().hex[:10]}"
         packages.append(package)
-        root = tmp_path / package
-        (root / package).mkdir(parents=True)
-        (root / package / "__init__.py").write_text("")
-        (root / package / "server_app.py").write_text(textwrap.dedent(SERVER_APP))
-        (root / package / "client_app.py").write_text(textwrap.dedent(CLIENT_APP))
-        (root / "pyproject.toml").write_text(
-            PYPROJECT.format(
-                name=package,
-                server_ref=(server_ref or "{pkg}.server_app:app").format(pkg=package),
-                client_ref=(client_ref or "{pkg}.client_app:app").format(pkg=package),
-            )
+        files = app_files(
+            package,
+            server=SERVER_APP,
+            client=CLIENT_APP,
+            config=CONFIG,
+            version="0.1.0",
+            modules=("server_app", "client_app"),
+            server_ref=server_ref and server_ref.format(pkg=package),
+            client_ref=client_ref and client_ref.format(pkg=package),
+            federations=FEDERATIONS,
         )
-        return root
+        return write_files(tmp_path / package, files)
 
     yield make
     for name in list(sys.modules):
@@ -132,9 +109,4 @@ def make_project(tmp_path: Path) -> Iterator[MakeProject]:
 @pytest.fixture
 def glade_cli() -> Callable[..., Result]:
     """Invoke ``glade ARGS...`` in-process; stdout and stderr are kept apart."""
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None) -> Result:
-        return runner.invoke(app, list(args), input=input, catch_exceptions=False)
-
-    return invoke
+    return glade_in_process

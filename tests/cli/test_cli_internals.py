@@ -12,6 +12,7 @@ import time
 
 import pytest
 import typer
+from glade_testing import living
 
 from glade.cli.console import JsonOutput
 from glade.cli.exit_codes import Interrupted, exit_code_for
@@ -122,18 +123,7 @@ def test_kill_descendants_kills_children_and_grandchildren():
     assert done.returncode == 0, done.stderr
     pids = [int(p) for p in done.stdout.split()]
     assert len(pids) == 2  # the child and its own child
-    deadline = time.monotonic() + 3
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(_alive(pid) for pid in pids)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ")[1][0] != "Z"
-    except OSError:
-        return False
+    assert living(pids, grace=3) == []
 
 
 def test_descendants_of_a_childless_process():

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
+import importlib.util
 
 import pytest
+from glade_testing import one_json_document
 
 from glade import __version__
 
@@ -12,19 +13,11 @@ NODES = 4  # num-supernodes of the fixture project
 TOTAL = NODES * (NODES + 1) // 2  # sum of (partition-id + 1) over the nodes
 
 
-def _one_json_document(stdout: str) -> dict:
-    lines = stdout.strip().splitlines()
-    assert len(lines) == 1, f"expected exactly one line of JSON on stdout, got: {stdout!r}"
-    doc = json.loads(lines[0])
-    assert isinstance(doc, dict)
-    return doc
-
-
 def test_json_output_is_one_document_with_the_history(make_project, glade_cli):
     project = make_project()
     result = glade_cli("run", str(project), "--format", "json")
     assert result.exit_code == 0, result.stderr
-    doc = _one_json_document(result.stdout)
+    doc = one_json_document(result.stdout)
     assert {"run_id", "status", "elapsed_s", "history"} <= set(doc)
     assert doc["status"] == "completed"
     assert isinstance(doc["run_id"], int) and doc["elapsed_s"] >= 0
@@ -41,14 +34,14 @@ def test_run_config_overrides_reach_the_apps(make_project, glade_cli):
         "run", str(project), "--run-config", "num-server-rounds=3 scale=5", "--format", "json"
     )
     assert result.exit_code == 0, result.stderr
-    totals = _one_json_document(result.stdout)["history"]["metrics"]["evaluate"]
+    totals = one_json_document(result.stdout)["history"]["metrics"]["evaluate"]
     assert totals == {str(r): {"total": 5 * TOTAL} for r in (1, 2, 3)}
 
 
 def test_seeded_federation_gives_the_same_run_id(make_project, glade_cli):
     project = make_project()
-    first = _one_json_document(glade_cli("run", str(project), "--format", "json").stdout)
-    second = _one_json_document(glade_cli("run", str(project), "--format", "json").stdout)
+    first = one_json_document(glade_cli("run", str(project), "--format", "json").stdout)
+    second = one_json_document(glade_cli("run", str(project), "--format", "json").stdout)
     assert first["run_id"] == second["run_id"]
 
 
@@ -68,7 +61,7 @@ def test_app_dir_defaults_to_the_current_folder(make_project, glade_cli, monkeyp
     monkeypatch.chdir(project)
     result = glade_cli("run", "--format", "json")
     assert result.exit_code == 0, result.stderr
-    assert _one_json_document(result.stdout)["status"] == "completed"
+    assert one_json_document(result.stdout)["status"] == "completed"
 
 
 def _assert_error(result, code: int, *needles: str) -> None:
@@ -99,7 +92,7 @@ def test_bad_client_app_reference_is_found_before_the_run(make_project, glade_cl
     project = make_project(client_ref="nowhere_xyz:app")
     result = glade_cli("run", str(project), "--format", "json")
     _assert_error(result, 3, "nowhere_xyz")
-    doc = _one_json_document(result.stdout)
+    doc = one_json_document(result.stdout)
     assert doc["status"] == "failed" and doc["run_id"] is None and doc["exit_code"] == 3
 
 
@@ -107,10 +100,14 @@ def test_unknown_federation(make_project, glade_cli):
     _assert_error(glade_cli("run", str(make_project()), "nope"), 2, "'nope'", "local, remote")
 
 
-def test_remote_federation_is_not_available_yet(make_project, glade_cli):
-    _assert_error(
-        glade_cli("run", str(make_project()), "remote"), 2, "deployment runtime is not available"
-    )
+def test_a_remote_federation_without_insecure_true_is_refused_before_connecting(
+    make_project, glade_cli
+):
+    result = glade_cli("run", str(make_project()), "remote", "--format", "json")
+    _assert_error(result, 2, "TLS is not supported yet", "insecure = true", "remote")
+    doc = one_json_document(result.stdout)
+    assert doc["status"] == "failed" and doc["run_id"] is None and doc["exit_code"] == 2
+    assert "cannot reach" not in result.stderr  # refused before any connection was tried
 
 
 @pytest.mark.parametrize(
@@ -138,7 +135,7 @@ def test_failing_app_gives_status_failed_and_exit_1(make_project, glade_cli):
     project = make_project()
     result = glade_cli("run", str(project), "--run-config", "fail-at-round=1", "--format", "json")
     _assert_error(result, 1, "failed", "boom from the server app", "--verbose")
-    doc = _one_json_document(result.stdout)
+    doc = one_json_document(result.stdout)
     assert doc["status"] == "failed"
     assert "boom from the server app" in doc["reason"]
     assert doc["history"]["metrics"]["evaluate"] == {"1": {"total": TOTAL}}
@@ -160,3 +157,35 @@ def test_version(glade_cli):
     result = glade_cli("--version")
     assert result.exit_code == 0
     assert result.stdout.startswith(f"glade {__version__}")
+
+
+def test_plot_saves_the_metrics_of_the_run(make_project, glade_cli, tmp_path):
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "plots" / "run.png"
+    result = glade_cli("run", str(make_project()), "--format", "json", "--plot", str(target))
+    assert result.exit_code == 0, result.stderr
+    assert one_json_document(result.stdout)["status"] == "completed"
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"Saved the metric plot to {target}" in result.stderr
+
+
+def test_plot_without_matplotlib_fails_before_the_run(make_project, glade_cli, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real(name, *a),
+    )
+    result = glade_cli("run", str(make_project()), "--format", "json", "--plot", "x.png")
+    _assert_error(result, 2, "--plot needs matplotlib: pip install 'glade[plot]'")
+    assert one_json_document(result.stdout)["run_id"] is None
+    assert "round 1" not in result.stderr  # nothing ran
+
+
+def test_plot_cannot_go_with_detach(make_project, glade_cli):
+    project = make_project()
+    text = (project / "pyproject.toml").read_text()
+    text = text.replace('address = "127.0.0.1:9093"', 'address = "127.0.0.1:9093"\ninsecure = true')
+    (project / "pyproject.toml").write_text(text)
+    result = glade_cli("run", str(project), "remote", "--detach", "--plot", "x.png")
+    _assert_error(result, 2, "--plot", "--detach")

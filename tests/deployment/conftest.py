@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import shutil
 import sys
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dep_harness import Deployment, glade
+from dep_harness import Deployment
+from glade_testing import app_files, run_glade, write_files
 
 # A quick app for fault tests (NumPy only): FedAvg over "w" (+1 per round on every node);
 # the node with partition-id == slow-partition writes a marker file and sleeps in its
@@ -67,25 +67,16 @@ def train(msg, context):
     return RecordDict({keys.ARRAYS: ArrayRecord(arrays), keys.METRICS: metrics})
 """
 
-FAULT_PYPROJECT = """
-[project]
-name = "faultapp"
-version = "1.0.0"
-
-[tool.glade.app]
-server-app = "faultapp.server:app"
-client-app = "faultapp.client:app"
-
-[tool.glade.app.config]
-num-server-rounds = 3
-min-nodes = 2
-round-timeout = 60.0
-node-wait = 30.0
-slow-partition = -1
-slow-round = 1
-slow-seconds = 0.0
-marker = ""
-"""
+FAULT_CONFIG = {
+    "num-server-rounds": 3,
+    "min-nodes": 2,
+    "round-timeout": 60.0,
+    "node-wait": 30.0,
+    "slow-partition": -1,
+    "slow-round": 1,
+    "slow-seconds": 0.0,
+    "marker": "",
+}
 
 
 @pytest.fixture
@@ -116,7 +107,7 @@ def shared_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Depl
 def quickstart_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The NumPy quickstart project, made once per module by ``glade new``."""
     root = tmp_path_factory.mktemp("template")
-    done = glade("new", "q", "--framework", "numpy", cwd=root, timeout=120)
+    done = run_glade("new", "q", "--framework", "numpy", cwd=root, timeout=120)
     assert done.returncode == 0, done.stderr
     return root / "q"
 
@@ -129,13 +120,8 @@ def quickstart(quickstart_template: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def fault_app(tmp_path: Path) -> Path:
-    root = tmp_path / "faultapp"
-    (root / "faultapp").mkdir(parents=True)
-    (root / "faultapp" / "__init__.py").write_text("")
-    (root / "faultapp" / "server.py").write_text(textwrap.dedent(FAULT_SERVER))
-    (root / "faultapp" / "client.py").write_text(textwrap.dedent(FAULT_CLIENT))
-    (root / "pyproject.toml").write_text(FAULT_PYPROJECT)
-    return root
+    files = app_files("faultapp", server=FAULT_SERVER, client=FAULT_CLIENT, config=FAULT_CONFIG)
+    return write_files(tmp_path / "faultapp", files)
 
 
 @pytest.fixture(autouse=True)

@@ -6,16 +6,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from typer.testing import CliRunner
+from glade_testing import glade_in_process
 
 from glade.bundle import read_bundle
-from glade.cli.main import app
 from glade.cli.remote import history_from_dict
 from glade.server import History, RunEvent
-
-
-def _glade(*args: str):
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
 def test_build_writes_a_verified_deterministic_bundle(fault_app, tmp_path, monkeypatch):
@@ -23,7 +18,7 @@ def test_build_writes_a_verified_deterministic_bundle(fault_app, tmp_path, monke
     (fault_app / "data").mkdir()
     (fault_app / "data" / "big.csv").write_text("1,2\n")
     out = tmp_path / "app.glade"
-    first = _glade("build", str(fault_app), "-o", str(out), "--verbose")
+    first = glade_in_process("build", str(fault_app), "-o", str(out), "--verbose")
     assert first.exit_code == 0, first.stderr
     assert first.stdout.strip() == str(out)
     manifest = read_bundle(out)
@@ -32,13 +27,13 @@ def test_build_writes_a_verified_deterministic_bundle(fault_app, tmp_path, monke
     bundle_id = hashlib.sha256(out.read_bytes()).hexdigest()
     assert f"bundle id {bundle_id}" in first.stderr
     monkeypatch.chdir(tmp_path)
-    again = _glade("build", str(fault_app))  # default name, in the current folder
+    again = glade_in_process("build", str(fault_app))  # default name, in the current folder
     assert again.exit_code == 0, again.stderr
     assert (tmp_path / "faultapp-1.0.0.glade").read_bytes() == out.read_bytes()
 
 
 def test_build_without_a_project_is_a_usage_error(tmp_path):
-    result = _glade("build", str(tmp_path))
+    result = glade_in_process("build", str(tmp_path))
     assert result.exit_code == 2 and "no pyproject.toml" in result.stderr
 
 
@@ -50,18 +45,18 @@ def test_build_without_a_project_is_a_usage_error(tmp_path):
     ],
 )
 def test_services_insist_on_insecure_until_tls_exists(args):
-    result = _glade(*args)
+    result = glade_in_process(*args)
     assert result.exit_code == 2, result.stderr
     assert "TLS is not supported yet" in result.stderr and "--insecure" in result.stderr
 
 
 def test_a_bad_supernode_address_is_a_usage_error():
-    result = _glade("supernode", "--superlink", "nowhere", "--insecure")
+    result = glade_in_process("supernode", "--superlink", "nowhere", "--insecure")
     assert result.exit_code == 2 and "HOST:PORT" in result.stderr
 
 
 def test_detach_needs_a_deployment(fault_app):
-    result = _glade("run", str(fault_app), "--detach")
+    result = glade_in_process("run", str(fault_app), "--detach")
     assert result.exit_code == 2 and "--detach needs a deployment federation" in result.stderr
 
 
@@ -70,9 +65,9 @@ def test_bad_federation_options(fault_app):
     text += '\n[tool.glade.federations.odd]\naddress = "nohost"\ninsecure = true\n'
     text += '\n[tool.glade.federations.extra]\naddress = "h:1"\ninsecure = true\ncolour = 1\n'
     (fault_app / "pyproject.toml").write_text(text)
-    result = _glade("ls", "odd", "--app", str(fault_app))
+    result = glade_in_process("ls", "odd", "--app", str(fault_app))
     assert result.exit_code == 2 and "HOST:PORT" in result.stderr
-    result = _glade("run", str(fault_app), "extra")
+    result = glade_in_process("run", str(fault_app), "extra")
     assert result.exit_code == 2 and "unknown option(s) ['colour']" in result.stderr
 
 

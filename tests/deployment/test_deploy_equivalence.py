@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from dep_harness import glade, one_json
+from glade_testing import one_json_document, run_glade
 
 from glade.project import ProjectConfig
 from glade.simulation import run_simulation
@@ -62,7 +62,7 @@ def test_same_final_arrays_as_the_simulation(quickstart, deploy, tmp_path):
     deployment.add_to(quickstart)
     saved = tmp_path / "deployed.npz"
     overrides = " ".join(f"{k}={v}" for k, v in RUN_CONFIG.items())
-    done = glade(
+    done = run_glade(
         "run",
         ".",
         "dev",
@@ -73,7 +73,7 @@ def test_same_final_arrays_as_the_simulation(quickstart, deploy, tmp_path):
         cwd=quickstart,
     )
     assert done.returncode == 0, done.stderr + deployment.logs()
-    assert one_json(done.stdout)["status"] == "completed"
+    assert one_json_document(done.stdout)["status"] == "completed"
     deployed = np.load(saved)
     expected = {k: v.numpy() for k, v in simulated.return_value.items()}
     assert sorted(deployed.files) == sorted(expected) == ["bias", "weights"]

@@ -6,17 +6,27 @@ from __future__ import annotations
 import json
 import time
 
-from dep_harness import glade, one_json
+from glade_testing import one_json_document, run_glade
 
 from glade.cli.remote import run_status
-from glade.supernode.control import ControlClient
+from glade.superlink.client import ControlClient
 
 
 def test_quickstart_runs_to_completion(shared_deployment, quickstart):
     shared_deployment.add_to(quickstart)
-    done = glade("run", str(quickstart), "dev", "--format", "json", cwd=quickstart.parent)
+    plot = quickstart / "metrics.png"
+    done = run_glade(
+        "run",
+        str(quickstart),
+        "dev",
+        "--format",
+        "json",
+        "--plot",
+        str(plot),
+        cwd=quickstart.parent,
+    )
     assert done.returncode == 0, done.stderr + shared_deployment.logs()
-    doc = one_json(done.stdout)
+    doc = one_json_document(done.stdout)
     assert doc["status"] == "completed", doc["reason"]
     evaluate = doc["history"]["metrics"]["evaluate"]
     assert sorted(evaluate, key=int) == [str(r) for r in range(1, 11)]
@@ -28,12 +38,15 @@ def test_quickstart_runs_to_completion(shared_deployment, quickstart):
     assert f"Run {run_id} submitted to federation 'dev'" in done.stderr
     assert f"[superlink] run {run_id} started" in done.stderr
     assert f"run {run_id} finished: completed" in done.stderr
+    # --plot: the run's metrics per round, saved once it finished
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"Saved the metric plot to {plot}" in done.stderr
 
 
 def _ls(project, *args: str) -> dict:
-    done = glade("ls", "dev", "--app", str(project), "--format", "json", *args, cwd=project)
+    done = run_glade("ls", "dev", "--app", str(project), "--format", "json", *args, cwd=project)
     assert done.returncode == 0, done.stderr
-    return one_json(done.stdout)
+    return one_json_document(done.stdout)
 
 
 def _wait_status(deployment, run_id: int, wanted: set[str], timeout: float) -> str:
@@ -49,8 +62,8 @@ def _wait_status(deployment, run_id: int, wanted: set[str], timeout: float) -> s
 def test_two_runs_at_once_with_ls_log_and_stop(shared_deployment, fault_app):
     shared_deployment.add_to(fault_app)
     cwd = fault_app
-    long = glade("run", ".", "dev", "--detach", "-c", "num-server-rounds=100000", cwd=cwd)
-    short = glade("run", ".", "dev", "--detach", "-c", "num-server-rounds=3", cwd=cwd)
+    long = run_glade("run", ".", "dev", "--detach", "-c", "num-server-rounds=100000", cwd=cwd)
+    short = run_glade("run", ".", "dev", "--detach", "-c", "num-server-rounds=3", cwd=cwd)
     assert long.returncode == 0 and short.returncode == 0, long.stderr + short.stderr
     long_id, short_id = int(long.stdout.strip()), int(short.stdout.strip())
     assert f"glade log {long_id} dev --follow" in long.stderr
@@ -63,33 +76,33 @@ def test_two_runs_at_once_with_ls_log_and_stop(shared_deployment, fault_app):
     assert _wait_status(shared_deployment, long_id, {"running"}, timeout=0) == "running"
 
     # the table lists both; the JSON form too
-    table = glade("ls", "dev", cwd=cwd)
+    table = run_glade("ls", "dev", cwd=cwd)
     assert table.returncode == 0, table.stderr
     for run_id in (long_id, short_id):
         assert str(run_id) in table.stdout
     assert "completed" in table.stdout and "running" in table.stdout
 
     # glade log: the whole log of a finished run
-    log = glade("log", str(short_id), "dev", cwd=cwd)
+    log = run_glade("log", str(short_id), "dev", cwd=cwd)
     assert log.returncode == 0, log.stderr
     assert f"[superlink] run {short_id} started" in log.stdout
     assert f"run {short_id} finished: completed" in log.stdout
 
     # glade stop: the long run ends as stopped, and says so in its log
-    stop = glade("stop", str(long_id), "dev", cwd=cwd)
+    stop = run_glade("stop", str(long_id), "dev", cwd=cwd)
     assert stop.returncode == 0, stop.stderr
     assert f"Run {long_id} stopped." in stop.stdout
     assert _wait_status(shared_deployment, long_id, {"stopped"}, timeout=30) == "stopped"
     doc = _ls(cwd, "--run-id", str(long_id))
     assert doc["status"] == "stopped" and doc["reason"] == "stopped by a user"
     assert doc["history"]["replies"].get("train"), "it made progress before the stop"
-    follow = glade("log", str(long_id), "dev", "--follow", cwd=cwd, timeout=30)
+    follow = run_glade("log", str(long_id), "dev", "--follow", cwd=cwd, timeout=30)
     assert f"run {long_id} finished: stopped" in follow.stdout
 
 
 def test_run_detached_in_json_and_errors_for_unknown_runs(shared_deployment, quickstart):
     shared_deployment.add_to(quickstart)
-    done = glade(
+    done = run_glade(
         "run",
         ".",
         "dev",
@@ -101,16 +114,16 @@ def test_run_detached_in_json_and_errors_for_unknown_runs(shared_deployment, qui
         cwd=quickstart,
     )
     assert done.returncode == 0, done.stderr
-    doc = one_json(done.stdout)
+    doc = one_json_document(done.stdout)
     assert doc["status"] in ("pending", "starting", "running") and doc["run_id"] > 0
     assert doc["app"].endswith("/q") and doc["run_config"]["num-server-rounds"] == 1
     for command in (("log", "424242", "dev"), ("stop", "424242", "dev")):
-        bad = glade(*command, cwd=quickstart)
+        bad = run_glade(*command, cwd=quickstart)
         assert bad.returncode == 1, bad.stderr
         assert "unknown run id 424242" in bad.stderr and "Traceback" not in bad.stderr
-    bad = glade("ls", "dev", "--run-id", "424242", cwd=quickstart)
+    bad = run_glade("ls", "dev", "--run-id", "424242", cwd=quickstart)
     assert bad.returncode == 1 and "unknown run id 424242" in bad.stderr
-    assert json.loads(glade("ls", "dev", "--format", "json", cwd=quickstart).stdout)["runs"]
+    assert json.loads(run_glade("ls", "dev", "--format", "json", cwd=quickstart).stdout)["runs"]
 
 
 def test_a_serverapp_that_cannot_be_imported_fails_its_run_with_the_reason(
@@ -119,9 +132,9 @@ def test_a_serverapp_that_cannot_be_imported_fails_its_run_with_the_reason(
     shared_deployment.add_to(quickstart)
     text = (quickstart / "pyproject.toml").read_text()
     (quickstart / "pyproject.toml").write_text(text.replace("q.server_app:app", "q.nowhere:app"))
-    done = glade("run", ".", "dev", "--format", "json", cwd=quickstart)
+    done = run_glade("run", ".", "dev", "--format", "json", cwd=quickstart)
     assert done.returncode == 1, done.stderr
-    doc = one_json(done.stdout)
+    doc = one_json_document(done.stdout)
     assert doc["status"] == "failed"
     assert "exited with code 2" in doc["reason"] and "q.nowhere" in doc["reason"]
     assert f"Error: run {doc['run_id']} failed" in done.stderr and "Traceback" not in done.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from dep_harness import glade, glade_executable, read_json
+from glade_testing import glade_executable, living, read_ready_file, run_glade
 
 ROOT = Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.S | re.M)
@@ -26,17 +26,6 @@ def _walkthrough() -> tuple[str, str]:
     blocks = [body.strip() for lang, body in FENCE.findall(match.group(1)) if lang == "bash"]
     assert len(blocks) == 2, blocks
     return blocks[0], blocks[1]
-
-
-def _alive(procs: list[psutil.Process]) -> list[int]:
-    alive = []
-    for proc in procs:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(proc.pid)
-        except psutil.Error:
-            pass
-    return alive
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
@@ -60,19 +49,19 @@ def _end(dev: subprocess.Popen[bytes]) -> None:
 def test_readme_walkthrough(tmp_path):
     start, steps = _walkthrough()
     assert shlex.split(start) == ["glade", "dev-federation", "--nodes", "3"]
-    assert glade("new", "quickstart", "--framework", "numpy", cwd=tmp_path).returncode == 0
+    assert run_glade("new", "quickstart", "--framework", "numpy", cwd=tmp_path).returncode == 0
     ready = tmp_path / "dev.json"
     args = [*shlex.split(start)[1:], "--control-address", "127.0.0.1:0", "--ready-file", str(ready)]
     dev = _start(args, tmp_path)
     try:
-        info = read_json(ready, proc=dev, what="glade dev-federation")
+        info = read_ready_file(ready, proc=dev, what="glade dev-federation")
         assert len(info["node_ids"]) == 3
         services = [psutil.Process(pid) for pid in info["pids"]]
         lines = steps.replace("127.0.0.1:9093", info["control"]).splitlines()
         assert lines[0].startswith("printf")
         subprocess.run(lines[0], shell=True, cwd=tmp_path, check=True, timeout=10)
         for line in lines[1:]:
-            done = glade(*shlex.split(line)[1:], cwd=tmp_path, timeout=180)
+            done = run_glade(*shlex.split(line)[1:], cwd=tmp_path, timeout=180)
             assert done.returncode == 0, (line, done.stderr)
             if line.startswith("glade run"):
                 assert "Run 1 completed" in done.stdout, done.stderr
@@ -84,7 +73,7 @@ def test_readme_walkthrough(tmp_path):
         dev.send_signal(signal.SIGINT)
         assert dev.wait(15) == 0
         assert time.monotonic() - sent < 6.0
-        assert _alive(services) == []
+        assert living(services) == []
         assert not ready.exists()
     finally:
         _end(dev)
@@ -108,7 +97,7 @@ def test_dev_federation_starts_nodes_and_stops_them_all_on_ctrl_c(tmp_path):
         tmp_path,
     )
     try:
-        info = read_json(ready, proc=dev, what="glade dev-federation")
+        info = read_ready_file(ready, proc=dev, what="glade dev-federation")
         services = [psutil.Process(pid) for pid in info["pids"]]
         assert len(services) == 3 and len(set(info["node_ids"])) == 2
         for i, node_id in enumerate(info["node_ids"]):
@@ -119,7 +108,7 @@ def test_dev_federation_starts_nodes_and_stops_them_all_on_ctrl_c(tmp_path):
         dev.send_signal(signal.SIGINT)
         assert dev.wait(15) == 0
         assert time.monotonic() - sent < 6.0
-        assert _alive(services) == []
+        assert living(services) == []
         stderr = (tmp_path / "dev.log").read_text()
         assert f'address = "{info["control"]}"' in stderr and "insecure = true" in stderr
         assert (data / "superlink" / "state.db").is_file()  # --data-dir keeps the state

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import signal
-import textwrap
 import time
 from pathlib import Path
+
+from glade_testing import app_files, write_files
 
 SERVER_APP = """
 import time
@@ -34,31 +35,18 @@ from glade import ClientApp
 app = ClientApp()
 """
 
-PYPROJECT = """
-[project]
-name = "sleepy"
-version = "0.1.0"
-
-[tool.glade.app]
-server-app = "sleepy.server_app:app"
-client-app = "sleepy.client_app:app"
-
-[tool.glade.app.config]
-stubborn = false
-
-[tool.glade.federations.local]
-num-supernodes = 2
-backend = "inline"
-"""
-
 
 def _project(root: Path) -> Path:
-    (root / "sleepy").mkdir(parents=True)
-    (root / "sleepy" / "__init__.py").write_text("")
-    (root / "sleepy" / "server_app.py").write_text(textwrap.dedent(SERVER_APP))
-    (root / "sleepy" / "client_app.py").write_text(textwrap.dedent(CLIENT_APP))
-    (root / "pyproject.toml").write_text(textwrap.dedent(PYPROJECT))
-    return root
+    files = app_files(
+        "sleepy",
+        server=SERVER_APP,
+        client=CLIENT_APP,
+        config={"stubborn": False},
+        version="0.1.0",
+        modules=("server_app", "client_app"),
+        federations={"local": {"num-supernodes": 2, "backend": "inline"}},
+    )
+    return write_files(root, files)
 
 
 def _stop(proc, signum: int) -> float:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -284,3 +286,20 @@ def test_run_simulation_with_the_local_backend() -> None:
     )
     assert result.status == "completed", result.reason
     assert result.return_value == [0, 1, 2, 3, 4]
+
+
+def test_a_pending_instruction_keeps_no_content_in_the_parent(start_backend: StartBackend) -> None:
+    h = start_backend(nodes=1)
+    weights = np.arange(1000, dtype=np.float32)
+    watch = weakref.ref(weights)
+    msg = Message(
+        RecordDict({"arrays": ArrayRecord({"w": weights})}),
+        dst_node_id=h.node_ids[0],
+        message_type="query.slow",  # a handler that takes a second
+    )
+    (sent,) = h.grid.push_messages([msg])
+    del msg, weights
+    gc.collect()
+    assert watch() is None  # handed to the worker: only its metadata stays, for errors
+    (reply,) = h.grid.pull_messages([sent], timeout=30)
+    assert reply.has_content and reply.metadata.reply_to_message_id == sent

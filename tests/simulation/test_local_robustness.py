@@ -8,13 +8,15 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import psutil
 import pytest
-from sim_harness import HERE, StartBackend, make_nodes
+from glade_testing import living, wait_for
+from sim_harness import HERE, SPEC, StartBackend, make_nodes
 
 from glade import AppLoadError, ArrayRecord, ErrorCode, Message, RecordDict, keys
 from glade.simulation import ClientAppSpec
@@ -112,6 +114,44 @@ def test_a_client_app_that_fails_to_import_fails_start(tmp_path: Path) -> None:
         )
     assert _children() - before == set()
     assert backend.run_dir is not None and not Path(backend.run_dir).exists()
+
+
+def test_shutdown_during_start_ends_the_start_at_once(tmp_path: Path) -> None:
+    (tmp_path / "slow_client_module.py").write_text("import time\ntime.sleep(60)\n")
+    before = _children()
+    backend = LocalBackend(num_workers=2)  # startup_timeout: 300 s
+    spec = ClientAppSpec(ref="slow_client_module:app", app_dir=str(tmp_path))
+    failed: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            backend.start(
+                client_app=spec, nodes=make_nodes(2), run_id=1, run_config={}, on_replies=print
+            )
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    assert wait_for(lambda: len(backend.worker_pids()) == 2, 30)  # importing, for a minute
+    started = time.monotonic()
+    backend.shutdown()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and time.monotonic() - started < 5.0
+    assert len(failed) == 1 and isinstance(failed[0], RuntimeError)
+    assert "shut down" in str(failed[0])
+    assert living(_children() - before, grace=3) == []
+    assert backend.run_dir is not None and not Path(backend.run_dir).exists()
+
+
+def test_shutdown_before_start_makes_start_fail_without_leftovers() -> None:
+    backend = LocalBackend(num_workers=1)
+    backend.shutdown()
+    with pytest.raises(RuntimeError):
+        backend.start(
+            client_app=SPEC, nodes=make_nodes(1), run_id=1, run_config={}, on_replies=print
+        )
+    assert backend.run_dir is None and backend.worker_pids() == []
 
 
 def test_a_missing_client_app_module_fails_start() -> None:

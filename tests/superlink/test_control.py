@@ -11,7 +11,7 @@ import zipfile
 
 import grpc
 import pytest
-from conftest import Control, FakeNode, app_files, make_bundle
+from sl_harness import Control, FakeNode, echo_app, make_bundle
 
 from glade.superlink import SuperLink
 from glade.transport.v1 import control_pb2 as cpb
@@ -52,17 +52,17 @@ def test_unknown_bundle_is_not_found_and_bad_ids_invalid(control: Control) -> No
         (lambda: _zip({"glade-manifest.json": b"{not json"}), "not valid JSON"),
         (
             lambda: make_bundle(
-                app_files(),
+                echo_app(),
                 manifest={"publisher": "p", "name": "n", "version": "1", "files": {}},
             ),
             "not in the manifest",
         ),
         (lambda: _tampered(), "does not match its sha256"),
-        (lambda: make_bundle({**app_files(), "../escape.py": "x"}), "unsafe path"),
+        (lambda: make_bundle({**echo_app(), "../escape.py": "x"}), "unsafe path"),
         (lambda: make_bundle({"pyproject.toml": "[project]\nname='x'\n"}), "pyproject"),
         (
             lambda: make_bundle(
-                app_files(),
+                echo_app(),
                 manifest={"publisher": "", "name": "n", "version": "1", "files": {}},
             ),
             "publisher",
@@ -77,7 +77,7 @@ def test_bad_bundles_are_invalid_argument_with_the_reason(control: Control, make
 
 
 def _tampered() -> bytes:
-    files = app_files()
+    files = echo_app()
     manifest = {
         "publisher": "p",
         "name": "n",
@@ -89,7 +89,7 @@ def _tampered() -> bytes:
 
 
 def test_bad_run_config_is_refused(control: Control) -> None:
-    request = cpb.StartRunRequest(bundle_id=control.upload(make_bundle(app_files())))
+    request = cpb.StartRunRequest(bundle_id=control.upload(make_bundle(echo_app())))
     request.run_config.entries.add(key="no-value")
     error = _status(lambda: control.stub.StartRun(request))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "no-value" in error.details()
@@ -98,7 +98,7 @@ def test_bad_run_config_is_refused(control: Control) -> None:
 def test_list_runs_and_nodes(link: SuperLink, control: Control) -> None:
     node = FakeNode(link.addresses["fleet"])
     try:
-        run_id = control.start(make_bundle(app_files()), mode="exit", code=0)
+        run_id = control.start(make_bundle(echo_app()), mode="exit", code=0)
         run = control.wait(run_id)
         assert run.sub_status == "completed" and run.app_name == "echo"
         assert run.app_publisher == "tests" and run.app_version == "1.2.3"
@@ -116,11 +116,8 @@ def test_list_runs_and_nodes(link: SuperLink, control: Control) -> None:
 
 
 def test_stop_run_and_unknown_ids(control: Control) -> None:
-    run_id = control.start(make_bundle(app_files()), mode="hang")
-    deadline = time.monotonic() + 20
-    while control.run(run_id).status != run_pb2.RUN_STATUS_RUNNING:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    run_id = control.start(make_bundle(echo_app()), mode="hang")
+    control.wait_status(run_id, run_pb2.RUN_STATUS_RUNNING)
     started = time.monotonic()
     assert control.stub.StopRun(cpb.StopRunRequest(run_id=run_id)).stopped
     run = control.wait(run_id, timeout=10)
@@ -136,7 +133,7 @@ def test_stop_run_and_unknown_ids(control: Control) -> None:
 def test_stream_logs_follows_until_the_run_finishes(link: SuperLink, control: Control) -> None:
     nodes = [FakeNode(link.addresses["fleet"]).serve() for _ in range(2)]
     try:
-        run_id = control.start(make_bundle(app_files()), **{"min-nodes": 2, "rounds": 3})
+        run_id = control.start(make_bundle(echo_app()), **{"min-nodes": 2, "rounds": 3})
         request = cpb.StreamLogsRequest(run_id=run_id, follow=True)
         chunks = list(control.stub.StreamLogs(request, timeout=30))
         text = "".join(c.text for c in chunks)
@@ -160,7 +157,7 @@ def test_stream_logs_follows_until_the_run_finishes(link: SuperLink, control: Co
 def test_a_follower_leaves_when_the_superlink_stops(start_link) -> None:
     link = start_link()
     control = Control(link.addresses["control"])
-    run_id = control.start(make_bundle(app_files()), mode="hang")
+    run_id = control.start(make_bundle(echo_app()), mode="hang")
     got: list[str] = []
 
     def follow() -> None:
@@ -190,5 +187,5 @@ def test_garbage_and_oversized_requests_leave_the_service_up(control: Control) -
     error = _status(lambda: upload(iter([b"\x22\x05hello", b"\xff"])))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert control.stub.ListRuns(cpb.ListRunsRequest()).runs == []
-    run_id = control.start(make_bundle(app_files()), mode="exit", code=0)
+    run_id = control.start(make_bundle(echo_app()), mode="exit", code=0)
     assert control.wait(run_id).sub_status == "completed"

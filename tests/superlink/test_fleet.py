@@ -9,7 +9,8 @@ from collections.abc import Callable
 import grpc
 import numpy as np
 import pytest
-from conftest import FakeNode, echo_handler
+from glade_testing import wait_for
+from sl_harness import FakeNode, echo_handler
 
 from glade import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from glade.message import ErrorCode
@@ -128,6 +129,31 @@ def test_unreplied_messages_are_redelivered_after_the_lease(start_link) -> None:
         rejoined.close()
     finally:
         node.close()
+
+
+def test_a_cancelled_long_poll_stops_waiting_and_takes_nothing(link: SuperLink, nodes) -> None:
+    run_id = _running_run(link)
+    node = nodes()
+    request = fpb.PullMessagesRequest(node_id=node.node_id, wait_s=20, max_messages=10)
+    call = node.stub.PullMessages.future(request, timeout=30)
+    assert wait_for(lambda: node.node_id in link.fleet.busy_nodes(), 5), "the poll never waited"
+    call.cancel()  # the node went away (it stopped, or restarted)
+    started = time.monotonic()
+    assert wait_for(lambda: node.node_id not in link.fleet.busy_nodes(), 5)
+    assert time.monotonic() - started < 1.0  # woken at once, not at the end of its wait
+    sent = _instruct(link, run_id, node.node_id)
+    (got,) = node.pull(wait_s=2)  # the next poll gets it: the dead one leased nothing
+    assert got.metadata.message_id == sent.metadata.message_id
+
+
+def test_a_pull_whose_caller_is_gone_leases_nothing(link: SuperLink, nodes) -> None:
+    run_id = _running_run(link)
+    node = nodes()
+    sent = _instruct(link, run_id, node.node_id)
+    gone = link.delivery.pull_instructions(node.node_id, wait_s=0, limit=10, active=lambda: False)
+    assert gone == []
+    (leased,) = link.delivery.pull_instructions(node.node_id, wait_s=0, limit=10)
+    assert leased.message_id == sent.metadata.message_id
 
 
 def test_replies_are_deduplicated_by_the_instruction_they_answer(link: SuperLink, nodes) -> None:

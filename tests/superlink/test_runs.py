@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -13,7 +12,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import Control, FakeNode, app_files, make_bundle, test_config
+from glade_testing import read_ready_file, wait_for
+from sl_harness import Control, FakeNode, echo_app, link_config, make_bundle
 
 from glade.superlink import SuperLink
 from glade.superlink.sqlite_state import SqliteState
@@ -25,43 +25,34 @@ BROKEN_IMPORT = "import glade_no_such_module_anywhere\n"
 
 def _serverapp_pid(control: Control, run_id: int, timeout: float = 20) -> int:
     """The pid of the run's ServerApp process, once the SuperLink has logged it."""
-    deadline = time.monotonic() + timeout
-    while not (found := re.findall(r"pid (\d+)", control.log(run_id))):
-        assert time.monotonic() < deadline, control.log(run_id)
-        time.sleep(0.05)
+    found = wait_for(lambda: re.findall(r"pid (\d+)", control.log(run_id)), timeout)
+    assert found, control.log(run_id)
     return int(found[0])
-
-
-def _wait_status(control: Control, run_id: int, status: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while control.run(run_id).status != status:
-        assert time.monotonic() < deadline, control.run(run_id)
-        time.sleep(0.05)
 
 
 def test_a_crashing_serverapp_fails_its_run_not_the_superlink(
     link: SuperLink, control: Control
 ) -> None:
-    run_id = control.start(make_bundle(app_files()), mode="crash")
+    run_id = control.start(make_bundle(echo_app()), mode="crash")
     run = control.wait(run_id)
     assert run.sub_status == "failed"
     assert "exited with code 1" in run.reason and "boom on purpose" in run.reason
     log = control.log(run_id)
     assert "Traceback" in log and "RuntimeError: boom on purpose" in log
     # the SuperLink carries on
-    again = control.start(make_bundle(app_files()), mode="exit", code=0)
+    again = control.start(make_bundle(echo_app()), mode="exit", code=0)
     assert control.wait(again).sub_status == "completed"
 
 
 def test_an_import_error_fails_the_run_with_the_reason(control: Control) -> None:
-    run_id = control.start(make_bundle(app_files(BROKEN_IMPORT)))
+    run_id = control.start(make_bundle(echo_app(BROKEN_IMPORT)))
     run = control.wait(run_id)
     assert run.sub_status == "failed" and "exited with code 2" in run.reason
     assert "glade_no_such_module_anywhere" in run.reason
 
 
 def test_a_nonzero_exit_fails_the_run(control: Control) -> None:
-    run = control.wait(control.start(make_bundle(app_files()), mode="exit", code=7))
+    run = control.wait(control.start(make_bundle(echo_app()), mode="exit", code=7))
     assert run.sub_status == "failed" and "exited with code 7" in run.reason
 
 
@@ -69,7 +60,7 @@ def test_a_hanging_serverapp_fails_after_the_run_timeout(start_link) -> None:
     link = start_link(run_timeout_s=1.5)
     control = Control(link.addresses["control"])
     started = time.monotonic()
-    run = control.wait(control.start(make_bundle(app_files()), mode="hang"))
+    run = control.wait(control.start(make_bundle(echo_app()), mode="hang"))
     assert 1.4 < time.monotonic() - started < 8
     assert run.sub_status == "failed" and "timeout of 1.5s" in run.reason
     assert "mode=hang" in run.reason  # the end of its log
@@ -80,8 +71,8 @@ def test_two_runs_at_once(link: SuperLink, control: Control) -> None:
     nodes = [FakeNode(link.addresses["fleet"]).serve() for _ in range(2)]
     try:
         config = {"min-nodes": 2, "rounds": 4}
-        first = control.start(make_bundle(app_files()), **config)
-        second = control.start(make_bundle(app_files()), **config, size=20)
+        first = control.start(make_bundle(echo_app()), **config)
+        second = control.start(make_bundle(echo_app()), **config, size=20)
         runs = [control.wait(first), control.wait(second)]
         assert [r.sub_status for r in runs] == ["completed", "completed"]
         # both ran at the same time, each with its own replies
@@ -96,10 +87,10 @@ def test_two_runs_at_once(link: SuperLink, control: Control) -> None:
 def test_runs_beyond_the_limit_wait_in_the_queue(start_link) -> None:
     link = start_link(max_concurrent_runs=1)
     control = Control(link.addresses["control"])
-    first = control.start(make_bundle(app_files()), mode="hang")
-    second = control.start(make_bundle(app_files()), mode="exit", code=0)
-    third = control.start(make_bundle(app_files()), mode="exit", code=0)
-    _wait_status(control, first, run_pb2.RUN_STATUS_RUNNING)
+    first = control.start(make_bundle(echo_app()), mode="hang")
+    second = control.start(make_bundle(echo_app()), mode="exit", code=0)
+    third = control.start(make_bundle(echo_app()), mode="exit", code=0)
+    control.wait_status(first, run_pb2.RUN_STATUS_RUNNING)
     time.sleep(0.3)
     assert control.run(second).status == run_pb2.RUN_STATUS_PENDING
     # a pending run can be stopped before it ever starts
@@ -132,14 +123,10 @@ def test_restart_keeps_finished_runs_and_fails_running_ones(tmp_path: Path) -> N
     )
     serverapp_pid = 0
     try:
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-        control = Control(json.loads(ready.read_text())["control"])
-        done = control.start(make_bundle(app_files()), mode="exit", code=0)
+        control = Control(read_ready_file(ready, proc=proc, what="the SuperLink")["control"])
+        done = control.start(make_bundle(echo_app()), mode="exit", code=0)
         assert control.wait(done).sub_status == "completed"
-        hanging = control.start(make_bundle(app_files()), mode="hang")
+        hanging = control.start(make_bundle(echo_app()), mode="hang")
         serverapp_pid = _serverapp_pid(control, hanging)
         control.close()
         proc.send_signal(signal.SIGKILL)  # a crash: no chance to clean up
@@ -150,7 +137,7 @@ def test_restart_keeps_finished_runs_and_fails_running_ones(tmp_path: Path) -> N
             proc.wait()
         if serverapp_pid and psutil.pid_exists(serverapp_pid):
             os.killpg(serverapp_pid, signal.SIGKILL)
-    link = SuperLink(test_config(tmp_path, database=str(database), object_dir=objects))
+    link = SuperLink(link_config(tmp_path, database=str(database), object_dir=objects))
     link.start()
     try:
         control = Control(link.addresses["control"])
@@ -162,7 +149,7 @@ def test_restart_keeps_finished_runs_and_fails_running_ones(tmp_path: Path) -> N
         assert "SuperLink restarted" in runs[hanging].reason
         assert "SuperLink restarted" in control.log(hanging)
         # and it runs new work
-        new = control.start(make_bundle(app_files()), mode="exit", code=0)
+        new = control.start(make_bundle(echo_app()), mode="exit", code=0)
         assert new > hanging and control.wait(new).sub_status == "completed"
         control.close()
     finally:
@@ -172,7 +159,7 @@ def test_restart_keeps_finished_runs_and_fails_running_ones(tmp_path: Path) -> N
 def test_stopping_the_superlink_ends_active_runs_quickly(start_link, tmp_path: Path) -> None:
     link = start_link(database=str(tmp_path / "state.db"))
     control = Control(link.addresses["control"])
-    run_id = control.start(make_bundle(app_files()), mode="hang")
+    run_id = control.start(make_bundle(echo_app()), mode="hang")
     pid = _serverapp_pid(control, run_id)
     control.close()
     started = time.monotonic()
@@ -190,4 +177,4 @@ def test_config_rejects_bad_limits(tmp_path: Path, limit: int) -> None:
     from glade.errors import ConfigError
 
     with pytest.raises(ConfigError):
-        test_config(tmp_path, max_concurrent_runs=limit)
+        link_config(tmp_path, max_concurrent_runs=limit)

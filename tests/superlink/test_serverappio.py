@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 import pytest
-from conftest import FakeNode
+from sl_harness import FakeNode
 
 from glade import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict, RunEvent
 from glade.errors import AccessDeniedError, InvalidStateError, TransportError

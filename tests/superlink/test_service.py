@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Control, FakeNode, app_files, make_bundle, test_config
+from sl_harness import Control, FakeNode, echo_app, link_config, make_bundle
 
 from glade.errors import ConfigError, TransportError
 from glade.superlink import SuperLink, SuperLinkConfig
@@ -19,7 +19,7 @@ from glade.superlink import SuperLink, SuperLinkConfig
 
 def test_addresses_and_ready_file(tmp_path: Path) -> None:
     ready = tmp_path / "run" / "ready.json"
-    link = SuperLink(test_config(tmp_path, ready_file=ready))
+    link = SuperLink(link_config(tmp_path, ready_file=ready))
     addresses = link.start()
     try:
         assert set(addresses) == {"control", "fleet", "serverappio"}
@@ -42,7 +42,7 @@ def test_a_taken_port_is_a_clear_error_and_leaves_nothing_running(tmp_path: Path
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        link = SuperLink(test_config(tmp_path, fleet_address=f"127.0.0.1:{port}"))
+        link = SuperLink(link_config(tmp_path, fleet_address=f"127.0.0.1:{port}"))
         with pytest.raises(TransportError, match=str(port)):
             link.start()
         assert link.wait(timeout=0)  # stopped, nothing left running
@@ -64,7 +64,7 @@ def test_config_validation(tmp_path: Path) -> None:
 
 
 def test_stop_is_quick_idempotent_and_wait_returns(tmp_path: Path) -> None:
-    link = SuperLink(test_config(tmp_path))
+    link = SuperLink(link_config(tmp_path))
     link.start()
     node = FakeNode(link.addresses["fleet"])
     polling = threading.Thread(target=_swallow, args=(node,))
@@ -89,7 +89,7 @@ def test_objects_of_a_finished_run_are_collected(start_link) -> None:
     nodes = [FakeNode(link.addresses["fleet"]).serve() for _ in range(2)]
     control = Control(link.addresses["control"])
     try:
-        bundle = make_bundle(app_files())
+        bundle = make_bundle(echo_app())
         run_id = control.start(bundle, **{"min-nodes": 2, "rounds": 3, "size": 100_000})
         assert control.wait(run_id).sub_status == "completed"
         link.sweep()

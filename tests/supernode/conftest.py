@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import textwrap
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sn_harness import CLIENT_APP, PYPROJECT, SERVER_APP, start_superlink
+from glade_testing import app_files, start_superlink, write_files
+from sn_harness import CLIENT_APP, CONFIG, SERVER_APP
 
 from glade.bundle import Bundle, build_bundle
 from glade.superlink import SuperLink
+from glade.superlink.client import ControlClient
 from glade.supernode import SuperNode, SuperNodeConfig
-from glade.supernode.control import ControlClient
 
 
 @pytest.fixture
@@ -40,13 +40,8 @@ def make_app(tmp_path: Path) -> MakeApp:
 
     def make(*, client: str = CLIENT_APP, server: str = SERVER_APP) -> Bundle:
         package = f"snapp_{uuid.uuid4().hex[:8]}"
-        root = tmp_path / "apps" / package
-        (root / package).mkdir(parents=True)
-        (root / package / "__init__.py").write_text("")
-        (root / package / "server.py").write_text(textwrap.dedent(server))
-        (root / package / "client.py").write_text(textwrap.dedent(client))
-        (root / "pyproject.toml").write_text(PYPROJECT.format(package=package))
-        return build_bundle(root)
+        files = app_files(package, server=server, client=client, config=CONFIG)
+        return build_bundle(write_files(tmp_path / "apps" / package, files))
 
     return make
 

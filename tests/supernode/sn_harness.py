@@ -1,16 +1,12 @@
-"""Helpers of the SuperNode tests: apps, a SuperLink on free ports, waiting for runs."""
+"""Helpers of the SuperNode tests: the apps they run and running them to their end."""
 
 from __future__ import annotations
 
 import json
-import socket
-import time
-from collections.abc import Callable
 from typing import Any
 
 from glade.bundle import Bundle
-from glade.superlink import SuperLink, SuperLinkConfig
-from glade.supernode.control import ControlClient
+from glade.superlink.client import ControlClient
 
 SERVER_APP = """
 import json
@@ -75,54 +71,7 @@ def train(msg, context):
     )
 """
 
-PYPROJECT = """
-[project]
-name = "{package}"
-version = "1.0.0"
-
-[tool.glade.app]
-server-app = "{package}.server:app"
-client-app = "{package}.client:app"
-
-[tool.glade.app.config]
-nodes = 1
-rounds = 1
-size = 10
-timeout = 30.0
-client-mode = "ok"
-sleep = 0.0
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_superlink(fleet_port: int = 0, **options: Any) -> SuperLink:
-    config = SuperLinkConfig(
-        control_address="127.0.0.1:0",
-        fleet_address=f"127.0.0.1:{fleet_port}",
-        serverappio_address="127.0.0.1:0",
-        heartbeat_interval_s=0.5,
-        node_offline_timeout_s=2.0,
-        stop_grace_s=1.0,
-        **options,
-    )
-    link = SuperLink(config)
-    link.start()
-    return link
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float) -> bool:
-    """Poll ``predicate`` until it is true (True) or ``timeout`` passes (False)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+CONFIG = {"nodes": 1, "rounds": 1, "size": 10, "timeout": 30.0, "client-mode": "ok", "sleep": 0.0}
 
 
 def run_and_wait(

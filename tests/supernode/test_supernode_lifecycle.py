@@ -7,12 +7,13 @@ import random
 import time
 
 import pytest
-from sn_harness import free_port, run_and_wait, start_superlink, wait_for
+from glade_testing import free_port, start_superlink, wait_for
+from sn_harness import run_and_wait
 
 from glade.errors import ConfigError
+from glade.superlink.client import ControlClient
 from glade.supernode import SuperNodeConfig
 from glade.supernode.backoff import Backoff
-from glade.supernode.control import ControlClient
 
 
 def _online(link) -> dict[int, bool]:
@@ -48,7 +49,7 @@ def test_a_node_waits_for_an_unreachable_superlink_and_joins_when_it_is_up(start
     port = free_port()
     node = start_node(f"127.0.0.1:{port}")
     assert not node.wait_registered(1.0)  # nobody listens yet: it keeps retrying
-    link = start_superlink(fleet_port=port)
+    link = start_superlink(fleet_address=f"127.0.0.1:{port}")
     try:
         assert node.wait_registered(10)
         with ControlClient(link.addresses["control"]) as control:
@@ -61,14 +62,14 @@ def test_a_node_waits_for_an_unreachable_superlink_and_joins_when_it_is_up(start
 
 def test_nodes_rejoin_a_restarted_superlink_that_forgot_them(start_node, make_app):
     port = free_port()
-    link = start_superlink(fleet_port=port)
+    link = start_superlink(fleet_address=f"127.0.0.1:{port}")
     nodes = [start_node(f"127.0.0.1:{port}", partition=p) for p in (0, 1)]
     try:
         assert all(n.wait_registered(10) for n in nodes)
         ids = sorted(n.node_id for n in nodes)
         link.stop(grace=1.0)  # an in-memory state: the next SuperLink knows no node
         time.sleep(0.5)
-        link = start_superlink(fleet_port=port)
+        link = start_superlink(fleet_address=f"127.0.0.1:{port}")
         assert wait_for(lambda: sorted(_online(link)) == ids, timeout=15), _online(link)
         with ControlClient(link.addresses["control"]) as control:
             run, results, log = run_and_wait(control, make_app(), {"nodes": 2})

@@ -6,7 +6,8 @@ import time
 
 import psutil
 import pytest
-from sn_harness import run_and_wait, wait_for
+from glade_testing import wait_for
+from sn_harness import run_and_wait
 
 from glade.message import ErrorCode
 from glade.supernode.connection import GrpcConnection

@@ -13,7 +13,14 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-__all__ = ["JsonOutput", "configure_logging", "stderr_console", "stdout_console"]
+__all__ = [
+    "JsonOutput",
+    "configure_logging",
+    "glade_logs",
+    "stderr_console",
+    "stdout_console",
+    "timed_formatter",
+]
 
 
 def stderr_console() -> Console:
@@ -87,18 +94,29 @@ def configure_logging(console: Console, *, verbose: bool) -> Iterator[None]:
     one line each. The logger's previous level is restored afterwards (this matters when
     the CLI is invoked in-process, e.g. by tests).
     """
-    logger = logging.getLogger("glade")
     handler = _ConsoleHandler(console)
     if verbose:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-        )
+        handler.setFormatter(timed_formatter())
     else:
         handler.addFilter(_Brief())
         handler.setFormatter(_BriefFormatter())
+    with glade_logs(handler, level=logging.DEBUG if verbose else logging.WARNING):
+        yield
+
+
+def timed_formatter() -> logging.Formatter:
+    """``12:03:04 INFO glade.superlink: ...``: the format of verbose and service logs."""
+    return logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+
+
+@contextmanager
+def glade_logs(handler: logging.Handler, *, level: int) -> Iterator[None]:
+    """Send the ``glade`` loggers' records from ``level`` up to ``handler`` while the block
+    runs; the handler goes and the previous level comes back afterwards."""
+    logger = logging.getLogger("glade")
     previous = logger.level
     logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logger.setLevel(level)
     try:
         yield
     finally:

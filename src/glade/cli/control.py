@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -16,6 +18,7 @@ from glade.cli.exit_codes import reported_errors
 from glade.cli.interrupt import stop_on_signals
 from glade.cli.progress import summary_table
 from glade.cli.remote import (
+    Federation,
     connect,
     elapsed_s,
     find_federation,
@@ -26,6 +29,7 @@ from glade.cli.remote import (
 )
 
 if TYPE_CHECKING:
+    from glade.superlink.client import ControlClient
     from glade.superlink.state import RunInfo
 
 __all__ = ["log_command", "ls_command", "stop_command"]
@@ -52,6 +56,19 @@ VerboseOption = Annotated[
 ]
 
 
+@contextmanager
+def _federation(
+    app_dir: Path, name: str | None, *, verbose: bool
+) -> Iterator[tuple[Federation, ControlClient]]:
+    """A command's set-up: logging, errors reported as one paragraph, the federation named
+    in ``app_dir``'s pyproject.toml, and a client of its SuperLink."""
+    err = stderr_console()
+    with configure_logging(err, verbose=verbose), reported_errors(err, verbose=verbose):
+        fed = find_federation(app_dir, name)
+        with connect(fed) as client:
+            yield fed, client
+
+
 def ls_command(
     federation: FederationArg = None,
     run_id: Annotated[
@@ -64,15 +81,12 @@ def ls_command(
     verbose: VerboseOption = False,
 ) -> None:
     """List the runs of a deployment federation (or show one with --run-id)."""
-    err = stderr_console()
-    with configure_logging(err, verbose=verbose), reported_errors(err, verbose=verbose):
-        fed = find_federation(app_dir, federation)
-        with connect(fed) as client:
-            if run_id is not None:
-                run, now = client.get_run(run_id)
-                runs = [run]
-            else:
-                runs, now = client.list_runs()
+    with _federation(app_dir, federation, verbose=verbose) as (fed, client):
+        if run_id is not None:
+            run, now = client.get_run(run_id)
+            runs = [run]
+        else:
+            runs, now = client.list_runs()
         if output_format is ListFormat.JSON:
             documents = [run_document(r, now) for r in runs]
             JsonOutput().emit(documents[0] if run_id is not None else {"runs": documents})
@@ -125,19 +139,16 @@ def log_command(
     verbose: VerboseOption = False,
 ) -> None:
     """Print the log of a run (its ServerApp's output and the SuperLink's notes)."""
-    err = stderr_console()
     out = stdout_console()
-    with configure_logging(err, verbose=verbose), reported_errors(err, verbose=verbose):
-        fed = find_federation(app_dir, federation)
-        with connect(fed) as client:
-            client.get_run(run_id)  # an unknown run is an error before anything prints
-            stream = client.stream_logs(run_id, follow=follow)
-            try:
-                with stop_on_signals(grace_s=0.5, on_overdue=lambda signum: stream.cancel()):
-                    for _, text in stream:
-                        out.print(Text(text), end="", soft_wrap=True)
-            except KeyboardInterrupt as exc:  # Ctrl-C ends --follow; the run goes on
-                raise typer.Exit(128 + int(getattr(exc, "signum", 2))) from None
+    with _federation(app_dir, federation, verbose=verbose) as (_, client):
+        client.get_run(run_id)  # an unknown run is an error before anything prints
+        stream = client.stream_logs(run_id, follow=follow)
+        try:
+            with stop_on_signals(grace_s=0.5, on_overdue=lambda signum: stream.cancel()):
+                for _, text in stream:
+                    out.print(Text(text), end="", soft_wrap=True)
+        except KeyboardInterrupt as exc:  # Ctrl-C ends --follow; the run goes on
+            raise typer.Exit(128 + int(getattr(exc, "signum", 2))) from None
 
 
 def stop_command(
@@ -147,12 +158,9 @@ def stop_command(
     verbose: VerboseOption = False,
 ) -> None:
     """Stop a run: its ServerApp is ended and the run is marked stopped."""
-    err = stderr_console()
-    with configure_logging(err, verbose=verbose), reported_errors(err, verbose=verbose):
-        fed = find_federation(app_dir, federation)
-        with connect(fed) as client:
-            stopped = client.stop_run(run_id)
-            run, _ = client.get_run(run_id)
+    with _federation(app_dir, federation, verbose=verbose) as (_, client):
+        stopped = client.stop_run(run_id)
+        run, _ = client.get_run(run_id)
         if stopped:
             stdout_console().print(f"Run {run_id} stopped.", highlight=False)
         else:

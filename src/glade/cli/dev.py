@@ -24,6 +24,7 @@ from glade.cli.console import stderr_console
 from glade.cli.exit_codes import EXIT_OK, reported_errors
 from glade.cli.service import StopSignals, service_logging
 from glade.errors import ConfigError, TransportError
+from glade.files import write_json
 
 __all__ = ["dev_federation_command"]
 
@@ -61,7 +62,7 @@ def dev_federation_command(
                     raise typer.Exit(128 + (stop.signum or signal.SIGINT))
                 _announce(err, info)
                 if ready_file is not None:
-                    _write_json(ready_file, info)
+                    write_json(ready_file, info)
                 stop.wait(until=lambda: procs[0].poll() is not None)
                 if procs[0].poll() is not None and not stop.received.is_set():
                     raise TransportError(
@@ -205,10 +206,3 @@ def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)

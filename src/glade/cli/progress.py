@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -14,9 +16,20 @@ from rich.table import Table
 from rich.text import Text
 
 from glade import keys
+from glade.cli.console import JsonOutput, stdout_console
+from glade.errors import ConfigError
 from glade.server import History, RunEvent
 
-__all__ = ["RunProgress", "format_metrics", "format_value", "summary_table"]
+__all__ = [
+    "RunProgress",
+    "check_plot",
+    "first_line",
+    "format_metrics",
+    "format_value",
+    "save_plot",
+    "show_result",
+    "summary_table",
+]
 
 _STAGE_ORDER = ("train", "evaluate", "centralized")
 
@@ -145,3 +158,47 @@ def summary_table(history: History, *, title: str = "") -> Table:
         cells.append(str(failed))
         table.add_row(*cells)
     return table
+
+
+def show_result(
+    document: Mapping[str, Any],
+    history: History,
+    *,
+    took: str,
+    json_out: JsonOutput | None,
+    err: Console,
+) -> None:
+    """A finished run: its JSON document (``--format json``) or its metric table on stdout,
+    and, if it completed, the line that says so."""
+    run_id = document["run_id"]
+    if json_out is not None:
+        json_out.emit(dict(document))
+    elif history.metrics:
+        stdout_console().print(summary_table(history, title=f"Run {run_id}"))
+    if document["status"] == "completed":
+        final = format_metrics(history.last("evaluate"))
+        line = f"Run {run_id} completed in {took}" + (f"; evaluate: {final}" if final else "")
+        (err if json_out is not None else stdout_console()).print(line, highlight=False)
+
+
+def first_line(reason: str) -> str:
+    """The first line of a run's failure reason (for a one-line summary)."""
+    return (reason.strip().splitlines() or ["no reason given"])[0]
+
+
+def check_plot(path: Path | None) -> None:
+    """Before a run with ``--plot PATH``: fail now if the plot could not be made later."""
+    if path is not None and importlib.util.find_spec("matplotlib") is None:
+        raise ConfigError("--plot needs matplotlib: pip install 'glade[plot]'")
+
+
+def save_plot(history: History, path: Path, *, run_id: int | None, err: Console) -> None:
+    """After the run: the metrics per round as a PNG at ``path``, said on stderr."""
+    from glade.strategies.export import plot_history
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        saved = plot_history(history, path, title=f"Run {run_id}")
+    except OSError as exc:
+        raise ConfigError(f"cannot save the metric plot to {path}: {exc}") from None
+    err.print(f"Saved the metric plot to {saved}", highlight=False, soft_wrap=True)

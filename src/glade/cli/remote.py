@@ -16,8 +16,8 @@ from glade.project import ProjectConfig
 from glade.server import History
 
 if TYPE_CHECKING:  # the gRPC machinery is imported when a command needs it
+    from glade.superlink.client import ControlClient
     from glade.superlink.state import RunInfo
-    from glade.supernode.control import ControlClient
 
 __all__ = [
     "Federation",
@@ -57,7 +57,7 @@ def find_federation(app_dir: Path, name: str | None) -> Federation:
 @contextmanager
 def connect(federation: Federation) -> Iterator[ControlClient]:
     """A Control API client; an unreachable SuperLink becomes one clear error."""
-    from glade.supernode.control import ControlClient
+    from glade.superlink.client import ControlClient
 
     client = ControlClient(federation.address, insecure=federation.insecure)
     try:

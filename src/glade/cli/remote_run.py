@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -15,7 +16,7 @@ from glade.cli.console import JsonOutput, stdout_console
 from glade.cli.exit_codes import EXIT_FAILED, EXIT_OK
 from glade.cli.interrupt import stop_on_signals
 from glade.cli.plan import RemotePlan
-from glade.cli.progress import format_metrics, summary_table
+from glade.cli.progress import first_line, save_plot, show_result
 from glade.cli.remote import (
     Federation,
     connect,
@@ -27,8 +28,8 @@ from glade.cli.remote import (
 from glade.errors import TransportError
 
 if TYPE_CHECKING:
+    from glade.superlink.client import ControlClient
     from glade.superlink.state import RunInfo
-    from glade.supernode.control import ControlClient
 
 __all__ = ["run_remote"]
 
@@ -42,8 +43,12 @@ def run_remote(
     json_out: JsonOutput | None,
     verbose: bool,
     detach: bool,
+    plot: Path | None = None,
 ) -> int:
-    """Submit the project to the federation's SuperLink; follow the run unless ``detach``."""
+    """Submit the project to the federation's SuperLink; follow the run unless ``detach``.
+
+    With ``plot``, the finished run's metrics per round are saved there as a PNG.
+    """
     federation = Federation(name=plan.federation.name, address=plan.address, insecure=plan.insecure)
     bundle = build_bundle(plan.project.root)
     with connect(federation) as client:
@@ -64,7 +69,10 @@ def run_remote(
         run, now = client.get_run(run_id)
     if signum is not None:
         return _interrupted(run, now, federation, signum, err=err, json_out=json_out)
-    return _report(run, now, err=err, json_out=json_out, verbose=verbose)
+    code = _report(run, now, err=err, json_out=json_out, verbose=verbose)
+    if plot is not None:
+        save_plot(history_from_dict(run_history(run)), plot, run_id=run_id, err=err)
+    return code
 
 
 def _detached(
@@ -149,21 +157,15 @@ def _report(
     run: RunInfo, now: float, *, err: Console, json_out: JsonOutput | None, verbose: bool
 ) -> int:
     document = run_document(run, now)
-    history = history_from_dict(run_history(run))
-    if json_out is not None:
-        json_out.emit(document)
-    elif history.metrics:
-        stdout_console().print(summary_table(history, title=f"Run {run.run_id}"))
     took = f"{elapsed_s(run, now):.1f} s"
+    history = history_from_dict(run_history(run))
+    show_result(document, history, took=took, json_out=json_out, err=err)
     status = document["status"]
     if status == "completed":
-        final = format_metrics(history.last("evaluate"))
-        line = f"Run {run.run_id} completed in {took}" + (f"; evaluate: {final}" if final else "")
-        (err if json_out is not None else stdout_console()).print(line, highlight=False)
         return EXIT_OK
     if verbose and run.reason:
         err.print(Text(run.reason.rstrip()))
-    summary = (run.reason.strip().splitlines() or ["no reason given"])[0]
+    summary = first_line(run.reason)
     err.print(
         Text(
             f"Error: run {run.run_id} {status} after {took}: {summary}. The run's log above "

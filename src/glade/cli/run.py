@@ -16,11 +16,11 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from glade.cli.console import JsonOutput, configure_logging, stderr_console, stdout_console
+from glade.cli.console import JsonOutput, configure_logging, stderr_console
 from glade.cli.exit_codes import EXIT_FAILED, EXIT_OK, error_paragraph, reported_errors
 from glade.cli.interrupt import kill_descendants, stop_on_signals
 from glade.cli.plan import RemotePlan, RunPlan, plan_run
-from glade.cli.progress import RunProgress, format_metrics, summary_table
+from glade.cli.progress import RunProgress, check_plot, first_line, save_plot, show_result
 from glade.cli.remote_run import run_remote
 from glade.errors import ConfigError
 from glade.server import History, RunEvent
@@ -75,6 +75,14 @@ def run_command(
             help="Deployments only: submit the run, print its id and return at once.",
         ),
     ] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            metavar="PATH",
+            help="After the run, save its metrics per round as a PNG here (needs matplotlib).",
+        ),
+    ] = None,
 ) -> None:
     """Run a Glade project: its ServerApp and ClientApp on a (simulated) federation."""
     err = stderr_console()
@@ -85,19 +93,26 @@ def run_command(
         reported_errors(err, verbose=verbose, on_error=_json_error(json_out)),
     ):
         plan = plan_run(app_dir, federation, run_config)
+        check_plot(plot)
         if isinstance(plan, RemotePlan):
-            code = run_remote(plan, err=err, json_out=json_out, verbose=verbose, detach=detach)
+            if detach and plot is not None:
+                raise ConfigError("--plot needs the finished run; it cannot go with --detach")
+            code = run_remote(
+                plan, err=err, json_out=json_out, verbose=verbose, detach=detach, plot=plot
+            )
         else:
             if detach:
                 raise ConfigError(
                     f"--detach needs a deployment federation; {plan.federation.name!r} is a "
                     "simulation, which runs in this process"
                 )
-            code = _execute(plan, err=err, json_out=json_out, verbose=verbose)
+            code = _execute(plan, err=err, json_out=json_out, verbose=verbose, plot=plot)
     raise typer.Exit(code)
 
 
-def _execute(plan: RunPlan, *, err: Console, json_out: JsonOutput | None, verbose: bool) -> int:
+def _execute(
+    plan: RunPlan, *, err: Console, json_out: JsonOutput | None, verbose: bool, plot: Path | None
+) -> int:
     _announce(plan, err, verbose=verbose)
     progress = RunProgress(err)
     started = time.monotonic()
@@ -118,7 +133,10 @@ def _execute(plan: RunPlan, *, err: Console, json_out: JsonOutput | None, verbos
             on_event=_never_raising(progress.on_event),
         )
     signum = stop.signum or signal.SIGINT
-    return _report(result, err=err, json_out=json_out, verbose=verbose, signum=signum)
+    code = _report(result, err=err, json_out=json_out, verbose=verbose, signum=signum)
+    if plot is not None:
+        save_plot(result.history, plot, run_id=result.run_id, err=err)
+    return code
 
 
 def _announce(plan: RunPlan, err: Console, *, verbose: bool) -> None:
@@ -139,17 +157,9 @@ def _report(
     verbose: bool,
     signum: int,
 ) -> int:
-    if json_out is not None:
-        json_out.emit(result.to_dict())
-    elif result.history.metrics:
-        stdout_console().print(summary_table(result.history, title=f"Run {result.run_id}"))
     took = f"{result.elapsed_s:.1f} s"
+    show_result(result.to_dict(), result.history, took=took, json_out=json_out, err=err)
     if result.status == "completed":
-        final = format_metrics(result.history.last("evaluate"))
-        line = f"Run {result.run_id} completed in {took}" + (
-            f"; evaluate: {final}" if final else ""
-        )
-        (err if json_out is not None else stdout_console()).print(line, highlight=False)
         return EXIT_OK
     if result.status == "stopped":
         rounds = len(result.history.metrics.get("train", {}))
@@ -163,7 +173,7 @@ def _report(
         return 128 + signum
     if verbose:
         err.print(Text(result.reason.rstrip()))
-    summary = (result.reason.strip().splitlines() or ["no reason given"])[0]
+    summary = first_line(result.reason)
     hint = "The traceback is above." if verbose else "Rerun with --verbose to see the traceback."
     err.print(
         Text(f"Error: run {result.run_id} failed after {took}: {summary}. {hint}", style="red")

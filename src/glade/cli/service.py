@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+from glade.cli.console import glade_logs, timed_formatter
 from glade.cli.interrupt import kill_descendants
 from glade.errors import ConfigError
 
@@ -45,19 +46,10 @@ def require_insecure(insecure: bool, what: str) -> None:
 @contextmanager
 def service_logging(*, verbose: bool) -> Iterator[None]:
     """Log ``glade`` records (INFO and up; DEBUG with ``verbose``) to stderr with times."""
-    logger = logging.getLogger("glade")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-    )
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    try:
+    handler.setFormatter(timed_formatter())
+    with glade_logs(handler, level=logging.DEBUG if verbose else logging.INFO):
         yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
 
 
 class StopSignals:

@@ -12,7 +12,8 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from glade.errors import AppLoadError, ConfigError
-from glade.message import Error, ErrorCode, Message
+from glade.message import Error, ErrorCode, Message, Metadata
+from glade.records import RecordDict
 from glade.simulation.backend import ClientAppSpec, NodeSpec, ReplyCallback
 from glade.simulation.process import (
     WorkerProcess,
@@ -42,7 +43,9 @@ class _Slot:
         self.index = index
         self.nodes = nodes
         self.proc: WorkerProcess | None = None
-        self.pending: dict[str, Message] = {}  # message id -> instruction not yet answered
+        # message id -> metadata of an instruction not yet answered: enough to answer it
+        # should its worker die, without holding on to its content (perhaps a whole model)
+        self.pending: dict[str, Metadata] = {}
         self.broken: Error | None = None  # set when the ClientApp cannot be loaded here
         self.generation = 0
 
@@ -143,32 +146,34 @@ class LocalBackend:
         if not nodes:
             raise ConfigError("a simulation needs at least one node")
         self._on_replies = on_replies
-        self._run_dir = RunDir(self._shm_dir)
-        self._pool = SegmentPool(str(self._run_dir.path), "m")
         try:
             spec, main_prep = pickle_spec(client_app)
-            count = min(self.num_workers, len(nodes))
-            self._slots = [_Slot(i, list(nodes[i::count])) for i in range(count)]
-            self._slot_of = {n.node_id: s for s in self._slots for n in s.nodes}
-            self._template = {
-                "spec": spec,
-                "main_prep": main_prep,
-                "sys_path": [p or os.getcwd() for p in sys.path],
-                "run_id": run_id,
-                "run_config": dict(run_config),
-                "run_dir": str(self._run_dir.path),
-                "threshold": self._threshold,
-                "flush_interval": self._flush_interval,
-                "tune_malloc": self._tune_malloc,
-            }
-            self._wake_r, self._wake_w = os.pipe()
-            with self._cond:
+            with self._cond:  # a shutdown() meanwhile finds all of it, or none of it, started
+                if self._closing:
+                    raise RuntimeError(_CLOSED)
+                self._run_dir = RunDir(self._shm_dir)
+                self._pool = SegmentPool(str(self._run_dir.path), "m")
+                count = min(self.num_workers, len(nodes))
+                self._slots = [_Slot(i, list(nodes[i::count])) for i in range(count)]
+                self._slot_of = {n.node_id: s for s in self._slots for n in s.nodes}
+                self._template = {
+                    "spec": spec,
+                    "main_prep": main_prep,
+                    "sys_path": [p or os.getcwd() for p in sys.path],
+                    "run_id": run_id,
+                    "run_config": dict(run_config),
+                    "run_dir": str(self._run_dir.path),
+                    "threshold": self._threshold,
+                    "flush_interval": self._flush_interval,
+                    "tune_malloc": self._tune_malloc,
+                }
+                self._wake_r, self._wake_w = os.pipe()
                 for slot in self._slots:
                     self._launch(slot)
-            self._receiver = threading.Thread(
-                target=self._receive_loop, name="glade-local-receiver", daemon=True
-            )
-            self._receiver.start()
+                self._receiver = threading.Thread(
+                    target=self._receive_loop, name="glade-local-receiver", daemon=True
+                )
+                self._receiver.start()
             self._await_ready()
         except BaseException:
             self.shutdown()
@@ -189,6 +194,8 @@ class LocalBackend:
         deadline = time.monotonic() + self._startup_timeout
         with self._cond:
             while True:
+                if self._closing:  # shutdown() from another thread: stop waiting at once
+                    raise RuntimeError(f"{_CLOSED} (it was stopped while starting)")
                 broken = next((s.broken for s in self._slots if s.broken is not None), None)
                 if broken is not None:
                     raise AppLoadError(broken.reason)
@@ -252,7 +259,7 @@ class LocalBackend:
                     failed.extend(Message.error_reply(m, error) for m in batch)
                     continue
                 spans = [(offsets[i], table.buffers[i].nbytes) for i in used]
-                slot.pending.update((m.metadata.message_id, m) for m in batch)
+                slot.pending.update((m.metadata.message_id, m.metadata) for m in batch)
                 proc.send(finish(out, Kind.BATCH, (segment if spans else None, capacity, spans)))
                 if spans:
                     holders.add(proc)
@@ -385,7 +392,7 @@ class LocalBackend:
                 slot.broken = Error(code=ErrorCode.LOAD_CLIENT_APP, reason=reason)
                 lost, slot.pending = list(slot.pending.values()), {}
                 self._cond.notify_all()
-            self._deliver([Message.error_reply(m, slot.broken) for m in lost])
+            self._deliver([Message.error_reply(_unanswered(md), slot.broken) for md in lost])
 
     def _unhold(self, path: str, proc: WorkerProcess) -> None:
         """``proc`` no longer uses segment ``path`` (lock held): free it once nobody does."""
@@ -423,10 +430,11 @@ class LocalBackend:
                 self._restart(slot, proc, how, len(lost))
             self._cond.notify_all()
         proc.close()
+        instructions = [_unanswered(md) for md in lost]
         if broken is not None:
-            self._deliver([Message.error_reply(m, broken) for m in lost])
+            self._deliver([Message.error_reply(m, broken) for m in instructions])
         else:
-            self._deliver([crash_reply(m, how, culprit if busy else None) for m in lost])
+            self._deliver([crash_reply(m, how, culprit if busy else None) for m in instructions])
 
     def _restart(self, slot: _Slot, proc: WorkerProcess, how: str, lost: int) -> None:
         """Start a new worker for ``slot`` after ``proc`` ended (lock held)."""
@@ -445,6 +453,11 @@ class LocalBackend:
             logger.exception("local backend: could not restart worker %d", slot.index)
             reason = f"the worker process ended with {how} and could not be restarted: {exc}"
             slot.broken = Error(code=ErrorCode.CLIENT_APP_CRASHED, reason=reason)
+
+
+def _unanswered(metadata: Metadata) -> Message:
+    """An instruction known by its metadata alone: what an error reply to it needs."""
+    return Message(RecordDict(), metadata=metadata)
 
 
 def _available_cpus() -> int:

@@ -37,7 +37,6 @@ def _with_client_lr(config: ConfigRecord, eta_l: float | None) -> ConfigRecord:
     return config
 
 
-
 def _configure_train_with_client_lr(
     self: Any, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
 ) -> list[Message]:
@@ -46,6 +45,7 @@ def _configure_train_with_client_lr(
         self, server_round, arrays, _with_client_lr(config, self.eta_l), grid
     )
     return messages
+
 
 class FedAdagrad(FedAvg):
     """FedAvg + server Adagrad: ``v <- v + delta**2``, ``x <- x + eta * m / (sqrt(v) + tau)``.

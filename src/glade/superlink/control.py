@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import grpc
 
 from glade.errors import NotFoundError
-from glade.superlink.bundles import read_bundle
+from glade.superlink.bundles import read_app_bundle
 from glade.superlink.convert import node_to_proto, run_to_proto, user_config
 from glade.superlink.notify import Notifier
 from glade.superlink.object_store import check_object_id
@@ -75,7 +75,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             )
         run_config = user_config(request.run_config, where="run_config")
         options = user_config(request.federation_options, where="federation_options")
-        bundle = read_bundle(store.path(bundle_id), bundle_id=bundle_id)
+        bundle = read_app_bundle(store.path(bundle_id), bundle_id=bundle_id)
         run_id = self._runs.submit(bundle, run_config=run_config, federation_options=options)
         self._objects.garbage.release(_uploader(context))  # the run refers to the bundle now
         return cpb.StartRunResponse(run_id=run_id)

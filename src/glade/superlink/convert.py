@@ -20,6 +20,7 @@ from glade.transport.v1 import run_pb2
 __all__ = [
     "event_from_proto",
     "event_to_proto",
+    "node_from_proto",
     "node_to_proto",
     "run_from_proto",
     "run_to_proto",
@@ -131,4 +132,16 @@ def event_from_proto(proto: run_pb2.RunEvent) -> RunEvent:
         num_replies=proto.num_replies,
         num_failures=proto.num_failures,
         elapsed_s=proto.elapsed_s,
+    )
+
+
+def node_from_proto(proto: run_pb2.Node) -> NodeInfo:
+    """The inverse of :func:`node_to_proto`."""
+    return NodeInfo(
+        node_id=proto.node_id,
+        name=proto.name,
+        node_config=user_config(proto.node_config, where="node_config"),
+        online=proto.online,
+        registered_at=proto.registered_at,
+        last_seen_at=proto.last_seen_at,
     )

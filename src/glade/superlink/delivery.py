@@ -183,12 +183,27 @@ class Delivery:
         return self._state.prune_messages(taken_before=self._clock(), run_id=run_id)
 
     # -- the SuperNode side ----------------------------------------------------------------
-    def pull_instructions(self, node_id: int, *, wait_s: float, limit: int) -> list[StoredMessage]:
-        """Lease the node's next instructions, waiting up to ``wait_s`` for one."""
+    def pull_instructions(
+        self,
+        node_id: int,
+        *,
+        wait_s: float,
+        limit: int,
+        active: Callable[[], bool] = lambda: True,
+    ) -> list[StoredMessage]:
+        """Lease the node's next instructions, waiting up to ``wait_s`` for one.
+
+        ``active()`` says whether the caller still waits for the answer (a gRPC context's
+        ``is_active``): once it is false the pull takes nothing and returns, so that a
+        poll the node gave up on never leases instructions nobody will receive. Call
+        :meth:`wake_node` when it turns false to end the wait at once.
+        """
         deadline = time.monotonic() + min(max(wait_s, 0.0), self._max_wait_s)
         topic = node_topic(node_id)
         limit = max(1, min(limit or 100, 1000))
         while True:
+            if not active():
+                return []
             version = self._notifier.version(topic)
             leased = self._state.lease_instructions(
                 node_id, now=self._clock(), lease_s=self._lease_s, limit=limit
@@ -197,6 +212,10 @@ class Delivery:
             if leased or remaining <= 0 or self._notifier.closed:
                 return leased
             self._notifier.wait(topic, version, timeout=min(remaining, _RECHECK_S))
+
+    def wake_node(self, node_id: int) -> None:
+        """Make the node's waiting pulls look again (one of them may have been cancelled)."""
+        self._notifier.notify(node_topic(node_id))
 
     def push_replies(
         self, node_id: int, protos: Sequence[pb.Message], inline: Sequence[pb.ObjectChunk] = ()

@@ -130,13 +130,28 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
 
     # -- messages --------------------------------------------------------------------------
     def PullMessages(
-        self, request: fpb.PullMessagesRequest, context: object
+        self, request: fpb.PullMessagesRequest, context: grpc.ServicerContext
     ) -> run_pb2.MessageBatch:
+        """Long-poll for the node's instructions; a poll the node cancelled takes none."""
         node_id = self._node(request.node_id)
-        with self._busy_with(node_id):
-            leased = self._delivery.pull_instructions(
-                node_id, wait_s=request.wait_s, limit=request.max_messages
-            )
+        waiting = threading.Event()
+        waiting.set()
+
+        def wake_if_cancelled() -> None:  # grpc calls it when the RPC ends, however it ends
+            if waiting.is_set():
+                self._delivery.wake_node(node_id)
+
+        context.add_callback(wake_if_cancelled)
+        try:
+            with self._busy_with(node_id):
+                leased = self._delivery.pull_instructions(
+                    node_id,
+                    wait_s=request.wait_s,
+                    limit=request.max_messages,
+                    active=context.is_active,
+                )
+        finally:
+            waiting.clear()
         return self._delivery.batch(leased)
 
     def PushMessages(

@@ -19,9 +19,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from glade.bundle import extract_bundle
 from glade.errors import AccessDeniedError, InvalidStateError, NotFoundError
 from glade.server.events import History, RunEvent
-from glade.superlink.bundles import AppBundle, extract_bundle
+from glade.superlink.bundles import AppBundle
 from glade.superlink.config import SuperLinkConfig
 from glade.superlink.garbage import APPS_DIR, GarbageCollector
 from glade.superlink.launcher import Outcome, ServerAppProcess
@@ -221,8 +222,10 @@ class RunManager:
         if not self._state.transition_run(run_id, RunStatus.STARTING, now=self._clock()):
             return None  # stopped while pending
         self._notifier.notify(log_topic(run_id))
-        app_dir = extract_bundle(
-            self._store.path(run.bundle_id), bundle_id=run.bundle_id, cache_dir=self._app_cache
+        app_dir = extract_bundle(  # once per bundle: a folder there is complete and verified
+            self._store.path(run.bundle_id),
+            self._app_cache / run.bundle_id,
+            bundle_id=run.bundle_id,
         )
         token = secrets.token_urlsafe(32)
         self._state.set_run_token(run_id, _token_hash(token))

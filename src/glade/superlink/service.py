@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -15,6 +14,7 @@ from types import TracebackType
 
 import grpc
 
+from glade.files import write_json
 from glade.superlink.config import SuperLinkConfig
 from glade.superlink.control import ControlServicer
 from glade.superlink.delivery import Delivery
@@ -162,7 +162,7 @@ class SuperLink:
         for name in ("control", "fleet", "serverappio"):
             logger.info("SuperLink %s API listening on %s", name, self._addresses[name])
         if cfg.ready_file is not None:
-            _write_json(cfg.ready_file, {**self._addresses, "pid": os.getpid()})
+            write_json(cfg.ready_file, {**self._addresses, "pid": os.getpid()})
 
     # -- housekeeping ----------------------------------------------------------------------
     def _housekeeping(self) -> None:
@@ -229,11 +229,3 @@ class SuperLink:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _write_json(path: Path, data: dict[str, object]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

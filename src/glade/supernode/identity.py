@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from glade.errors import ConfigError
+from glade.files import write_json
 
 __all__ = ["NodeIdentity"]
 
@@ -58,9 +59,7 @@ class NodeIdentity:
     def save(self, node_id: int) -> None:
         """Remember ``node_id`` (written atomically)."""
         self.node_id = node_id
-        tmp = self.path.with_name(f".{_FILE}.tmp")
-        tmp.write_text(json.dumps({"node_id": node_id}) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_json(self.path, {"node_id": node_id})
 
     def close(self) -> None:
         if self._lock_fd is not None:

@@ -18,7 +18,6 @@ leaves the federation and stops the ClientApp processes.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -32,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 
 from glade.errors import GladeError, NotFoundError, TransportError
+from glade.files import write_json
 from glade.message import Message
 from glade.project import ProjectConfig
 from glade.simulation.backend import NodeSpec
@@ -203,7 +203,7 @@ class SuperNode:
             "SuperNode %s the federation at %s as node %d", how, cfg.superlink, self._node_id
         )
         if cfg.ready_file is not None and not self._registered.is_set():
-            _write_json(cfg.ready_file, {"node_id": self._node_id, "pid": os.getpid()})
+            write_json(cfg.ready_file, {"node_id": self._node_id, "pid": os.getpid()})
         self._registered.set()
 
     def _poll_loop(self) -> None:
@@ -394,11 +394,3 @@ def _close_all(apps: Sequence[RunApp], *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
-
-
-def _write_json(path: Path, data: dict[str, object]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

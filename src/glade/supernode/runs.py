@@ -20,7 +20,6 @@ from typing import Any
 
 from glade.errors import AppLoadError, ConfigError, GladeError, SerdeError, TransportError
 from glade.message import Error, ErrorCode, Message
-from glade.records import RecordDict
 from glade.simulation.backend import ClientAppSpec, NodeSpec, ReplyCallback
 from glade.simulation.local import LocalBackend
 from glade.supernode.backoff import Backoff
@@ -92,12 +91,10 @@ class RunApp:
             if backend is None:  # not started yet: the run's thread hands it over
                 self._queue.put(list(messages))
                 return
-        try:  # started: straight to its worker, no thread hop
+        try:  # started: straight to its worker, no thread hop (it keeps their metadata only)
             backend.submit(messages)
         except RuntimeError:  # shut down meanwhile
             self._queue.put(list(messages))
-            return
-        _release_content(messages)
 
     def close(self, *, timeout: float = 2.0) -> None:
         """Stop the ClientApp process; messages still queued get no reply."""
@@ -119,7 +116,6 @@ class RunApp:
             if backend is not None and error is None:
                 try:
                     backend.submit(batch)
-                    _release_content(batch)
                     del batch
                     continue
                 except RuntimeError:  # shut down meanwhile
@@ -195,16 +191,3 @@ class RunApp:
     def _fail(self, reason: str) -> None:
         logger.error("run %d: %s", self.run_id, reason)
         self._error = Error(code=ErrorCode.LOAD_CLIENT_APP, reason=reason)
-
-
-def _release_content(messages: Sequence[Message]) -> None:
-    """Let go of the arrays of submitted instructions (they may be as large as a model).
-
-    ``LocalBackend.submit`` has copied them to the worker (shared memory or the pipe) when
-    it returns, but keeps the messages until their replies arrive, to answer them should
-    the worker crash; only their metadata is needed for that. Emptying the content frees
-    the received bytes a whole round earlier.
-    """
-    for message in messages:
-        if message.content is not None:
-            message.content = RecordDict()

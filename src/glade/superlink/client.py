@@ -1,11 +1,14 @@
 """`ControlClient`: the SuperLink's Control API for users (``glade run/ls/log/stop``).
 
-This client belongs with the transport adapters rather than with the SuperNode; it lives
-here until it moves (only ``transport``, ``superlink`` and ``supernode`` may touch protobuf,
-and the CLI must not). Failures raise Glade exceptions: an unreachable SuperLink is a
-:class:`~glade.errors.TransportError`, an unknown run a
+A user-facing client of the SuperLink, next to the Control servicer it talks to (the CLI
+must not touch protobuf, so it goes through this class). Failures raise Glade exceptions:
+an unreachable SuperLink is a :class:`~glade.errors.TransportError`, an unknown run a
 :class:`~glade.errors.NotFoundError`, a bad bundle an
 :class:`~glade.errors.InvalidArgumentError`.
+
+>>> from glade.superlink.client import ControlClient
+>>> with ControlClient("127.0.0.1:9093") as client:  # doctest: +SKIP
+...     runs, now = client.list_runs()
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ import grpc
 
 from glade.bundle import Bundle
 from glade.errors import NotFoundError
-from glade.superlink.convert import run_from_proto
+from glade.superlink.convert import node_from_proto, run_from_proto
 from glade.superlink.state import NodeInfo, RunInfo
-from glade.transport._record_codec import user_config_from_proto, user_config_to_proto
+from glade.transport._record_codec import user_config_to_proto
 from glade.transport.grpc_options import channel as open_channel
 from glade.transport.object_wire import ObjectStub
 from glade.transport.objects import push_objects
@@ -28,7 +31,7 @@ from glade.transport.status import error_from_rpc
 from glade.transport.v1 import control_pb2 as cpb
 from glade.transport.v1 import control_pb2_grpc
 
-__all__ = ["ControlClient"]
+__all__ = ["ControlClient", "LogStream"]
 
 
 class ControlClient:
@@ -106,18 +109,9 @@ class ControlClient:
         return LogStream(self._stub.StreamLogs(request, timeout=timeout), self._peer)
 
     def list_nodes(self) -> list[NodeInfo]:
+        """Every node the SuperLink knows, online or not."""
         response = self._call("ListNodes", cpb.ListNodesRequest())
-        return [
-            NodeInfo(
-                node_id=n.node_id,
-                name=n.name,
-                node_config=dict(user_config_from_proto(n.node_config, where="node_config")),
-                online=n.online,
-                registered_at=n.registered_at,
-                last_seen_at=n.last_seen_at,
-            )
-            for n in response.nodes
-        ]
+        return [node_from_proto(n) for n in response.nodes]
 
     def close(self) -> None:
         self._channel.close()
