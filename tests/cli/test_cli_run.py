@@ -100,11 +100,11 @@ def test_unknown_federation(make_project, glade_cli):
     _assert_error(glade_cli("run", str(make_project()), "nope"), 2, "'nope'", "local, remote")
 
 
-def test_a_remote_federation_without_insecure_true_is_refused_before_connecting(
+def test_a_remote_federation_without_tls_or_insecure_is_refused_before_connecting(
     make_project, glade_cli
 ):
     result = glade_cli("run", str(make_project()), "remote", "--format", "json")
-    _assert_error(result, 2, "TLS is not supported yet", "insecure = true", "remote")
+    _assert_error(result, 2, "need TLS", "root-certificates", "insecure = true", "remote")
     doc = one_json_document(result.stdout)
     assert doc["status"] == "failed" and doc["run_id"] is None and doc["exit_code"] == 2
     assert "cannot reach" not in result.stderr  # refused before any connection was tried

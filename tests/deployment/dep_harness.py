@@ -28,6 +28,21 @@ class Deployment:
     nodes: dict[int, GladeProcess] = field(default_factory=dict)
     addresses: dict[str, Any] = field(default_factory=dict)
     ids: dict[int, int] = field(default_factory=dict)
+    certs: Path | None = None  # a `glade certs create` folder: TLS (Fleet with mutual TLS)
+
+    def _security(self, service: str) -> list[str]:
+        if self.certs is None:
+            return ["--insecure"]
+        c = self.certs
+        if service == "superlink":
+            return [
+                *("--ssl-certfile", str(c / "server.pem"), "--ssl-keyfile", str(c / "server.key")),
+                *("--ssl-ca-certfile", str(c / "ca.pem")),
+            ]
+        return [
+            *("--root-certificates", str(c / "ca.pem")),
+            *("--ssl-certfile", str(c / "client.pem"), "--ssl-keyfile", str(c / "client.key")),
+        ]
 
     def start(self) -> Deployment:
         """Start the SuperLink and the nodes; if one does not come up, stop them all."""
@@ -56,7 +71,7 @@ class Deployment:
         self.link = GladeProcess(
             [
                 "superlink",
-                "--insecure",
+                *self._security("superlink"),
                 "--control-address",
                 f"127.0.0.1:{ports['control']}",
                 "--fleet-address",
@@ -83,7 +98,7 @@ class Deployment:
         self.nodes[i] = GladeProcess(
             [
                 "supernode",
-                "--insecure",
+                *self._security("supernode"),
                 "--superlink",
                 self.addresses["fleet"],
                 "--node-config",
@@ -114,7 +129,11 @@ class Deployment:
         """Add ``[tool.glade.federations.NAME]`` for this deployment to a project."""
         text = (project / "pyproject.toml").read_text()
         text += f'\n[tool.glade.federations.{name}]\naddress = "{self.addresses["control"]}"\n'
-        text += "insecure = true\n"
+        if self.certs is None:
+            text += "insecure = true\n"
+        else:
+            text += f'root-certificates = "{self.certs / "ca.pem"}"\n'
+
         (project / "pyproject.toml").write_text(text)
 
     def logs(self) -> str:

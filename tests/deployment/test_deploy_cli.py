@@ -44,10 +44,11 @@ def test_build_without_a_project_is_a_usage_error(tmp_path):
         ("supernode", "--superlink", "127.0.0.1:9092"),
     ],
 )
-def test_services_insist_on_insecure_until_tls_exists(args):
+def test_services_refuse_to_start_without_certificates_or_insecure(args):
     result = glade_in_process(*args)
     assert result.exit_code == 2, result.stderr
-    assert "TLS is not supported yet" in result.stderr and "--insecure" in result.stderr
+    assert "TLS" in result.stderr and "--insecure" in result.stderr
+    assert ("--ssl-certfile" in result.stderr) or ("--root-certificates" in result.stderr)
 
 
 def test_a_bad_supernode_address_is_a_usage_error():

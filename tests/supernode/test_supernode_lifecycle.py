@@ -84,7 +84,7 @@ def test_nodes_rejoin_a_restarted_superlink_that_forgot_them(start_node, make_ap
     [
         ({"superlink": "localhost"}, "HOST:PORT"),
         ({"superlink": "h:0"}, "HOST:PORT"),
-        ({"superlink": "h:1", "insecure": False}, "TLS is not supported yet"),
+        ({"superlink": "h:1", "insecure": False}, "needs --root-certificates"),
         ({"superlink": "h:1", "poll_wait_s": 0}, "poll_wait_s"),
         ({"superlink": "h:1", "backoff_initial_s": 5.0, "backoff_max_s": 1.0}, "backoff_max_s"),
         ({"superlink": "h:1", "node_config": [1]}, "mapping"),

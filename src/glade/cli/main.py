@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from typing import Annotated
 
@@ -9,6 +10,7 @@ import typer
 
 from glade import __version__
 from glade.cli.build import build_command
+from glade.cli.certs_cmd import certs_app
 from glade.cli.control import log_command, ls_command, stop_command
 from glade.cli.dev import dev_federation_command
 from glade.cli.new import new_command
@@ -35,6 +37,7 @@ app.command("stop")(stop_command)
 app.command("superlink")(superlink_command)
 app.command("supernode")(supernode_command)
 app.command("dev-federation")(dev_federation_command)
+app.add_typer(certs_app, name="certs")
 
 
 def _show_version(value: bool) -> None:
@@ -57,4 +60,7 @@ def _root(
 
 def main() -> None:
     """Entry point of the ``glade`` console script."""
+    # gRPC's C core logs handshake failures to stderr above our one-paragraph errors; keep
+    # its own errors only, unless the user asked for more.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     app(prog_name="glade")

@@ -37,6 +37,7 @@ class RemotePlan:
     run_config: Mapping[str, Any]
     address: str
     insecure: bool
+    root_certificates: Path | None = None
 
 
 def plan_run(app_dir: Path, federation: str | None, run_config: str | None) -> RunPlan | RemotePlan:
@@ -69,22 +70,24 @@ def plan_run(app_dir: Path, federation: str | None, run_config: str | None) -> R
 def plan_remote(
     project: ProjectConfig, fed: FederationConfig, run_config: str | None
 ) -> RemotePlan:
-    """The :class:`RemotePlan` of a deployment federation (``address`` + ``insecure``)."""
-    address, insecure = remote_options(fed)
+    """The :class:`RemotePlan` of a deployment federation (address and TLS options)."""
+    address, roots = remote_options(fed, root=project.root)
     return RemotePlan(
         project=project,
         federation=fed,
         run_config=merge_run_config(project.run_config, parse_run_config(run_config)),
         address=address,
-        insecure=insecure,
+        insecure=roots is None,
+        root_certificates=roots,
     )
 
 
-def remote_options(fed: FederationConfig) -> tuple[str, bool]:
-    """``(address, insecure)`` of a deployment federation, checked.
+def remote_options(fed: FederationConfig, *, root: Path) -> tuple[str, Path | None]:
+    """``(address, root_certificates)`` of a deployment federation, checked.
 
-    TLS comes with the security work: until then ``insecure = true`` must be set, so that
-    nobody believes a connection is protected when it is not.
+    ``root_certificates`` (relative to the project folder ``root``) turns TLS on; without
+    it ``insecure = true`` must be set (then it is None), so that nobody believes a
+    connection is protected when it is not.
     """
     address = fed.options.get("address")
     host, sep, port = str(address).rpartition(":")
@@ -93,23 +96,44 @@ def remote_options(fed: FederationConfig) -> tuple[str, bool]:
             f'federation {fed.name!r}: address must be "HOST:PORT" of the SuperLink\'s '
             f'Control API (e.g. "127.0.0.1:9093"), got {address!r}'
         )
-    known = {"address", "insecure"}
+    known = {"address", "insecure", "root-certificates"}
     unknown = sorted(set(fed.options) - known)
     if unknown:
         raise ConfigError(
             f"federation {fed.name!r}: unknown option(s) {unknown}; a deployment federation "
-            "takes address and insecure"
+            "takes address, root-certificates and insecure"
         )
+    return address, _root_certificates(fed, root)
+
+
+def _root_certificates(fed: FederationConfig, root: Path) -> Path | None:
     insecure = fed.options.get("insecure", False)
     if not isinstance(insecure, bool):
         raise ConfigError(f"federation {fed.name!r}: insecure must be true or false")
-    if not insecure:
+    roots = fed.options.get("root-certificates")
+    table = f"[tool.glade.federations.{fed.name}]"
+    if roots is not None and not isinstance(roots, str):
+        raise ConfigError(f"federation {fed.name!r}: root-certificates must be a file path")
+    if roots is not None and insecure:
         raise ConfigError(
-            f"federation {fed.name!r}: TLS is not supported yet, so connections to a SuperLink "
-            f"are unencrypted; add 'insecure = true' to [tool.glade.federations.{fed.name}] "
-            "to use this federation on a trusted network"
+            f"federation {fed.name!r}: both insecure = true and root-certificates are set in "
+            f"{table}; drop one of them"
         )
-    return address, insecure
+    if roots is None and not insecure:
+        raise ConfigError(
+            f"federation {fed.name!r}: connections to a SuperLink need TLS: set "
+            f'root-certificates = "PATH" (the CA that signed the SuperLink\'s certificate) in '
+            f"{table}, or insecure = true to connect unencrypted on a trusted network"
+        )
+    if roots is None:
+        return None
+    path = (root / roots).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(
+            f"federation {fed.name!r}: root-certificates file {path} does not exist "
+            f"(set in {table}, relative to the project folder)"
+        )
+    return path
 
 
 def merge_run_config(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

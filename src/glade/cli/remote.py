@@ -32,11 +32,14 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Federation:
-    """A deployment federation: its name and SuperLink (Control API) address."""
+    """A deployment federation: its name, SuperLink (Control API) address and TLS roots.
+
+    ``root_certificates`` None: the connection is unencrypted (``insecure = true``).
+    """
 
     name: str
     address: str
-    insecure: bool
+    root_certificates: Path | None = None
 
 
 def find_federation(app_dir: Path, name: str | None) -> Federation:
@@ -50,8 +53,8 @@ def find_federation(app_dir: Path, name: str | None) -> Federation:
             "SuperLink) from [tool.glade.federations] in "
             f"{project.root / 'pyproject.toml'}"
         )
-    address, insecure = remote_options(fed)
-    return Federation(name=fed.name, address=address, insecure=insecure)
+    address, roots = remote_options(fed, root=project.root)
+    return Federation(name=fed.name, address=address, root_certificates=roots)
 
 
 @contextmanager
@@ -59,18 +62,36 @@ def connect(federation: Federation) -> Iterator[ControlClient]:
     """A Control API client; an unreachable SuperLink becomes one clear error."""
     from glade.superlink.client import ControlClient
 
-    client = ControlClient(federation.address, insecure=federation.insecure)
+    client = ControlClient(federation.address, root_certificates=federation.root_certificates)
     try:
         yield client
     except TransportError as exc:
-        raise TransportError(
-            f"cannot reach the SuperLink of federation {federation.name!r} at "
-            f"{federation.address}: {exc}. Is it running? Start one with 'glade superlink "
-            "--insecure' (or 'glade dev-federation' on this machine), or fix the address in "
-            f"[tool.glade.federations.{federation.name}]."
-        ) from None
+        raise TransportError(_unreachable(federation, exc)) from None
     finally:
         client.close()
+
+
+def _unreachable(federation: Federation, exc: TransportError) -> str:
+    table = f"[tool.glade.federations.{federation.name}]"
+    where = f"the SuperLink of federation {federation.name!r} at {federation.address}"
+    text = str(exc)
+    lowered = text.lower()
+    if federation.root_certificates is not None and (
+        "certificate_verify_failed" in lowered or "handshake failed" in lowered
+    ):
+        return (
+            f"cannot verify the TLS certificate of {where}: it is not signed by the CA in "
+            f"root-certificates ({federation.root_certificates}) or is not valid for this "
+            f"address. Point root-certificates in {table} to the CA that signed the "
+            f"SuperLink's certificate. ({text})"
+        )
+    tls = "with TLS" if federation.root_certificates is not None else "without TLS"
+    return (
+        f"cannot reach {where} ({tls}): {text}. Is it running? Start one with 'glade "
+        "superlink' (or 'glade dev-federation' on this machine), or fix the address in "
+        f"{table}. If the SuperLink uses TLS, set root-certificates there (and not "
+        "insecure = true); if it runs with --insecure, set insecure = true."
+    )
 
 
 def run_status(run: RunInfo) -> str:

@@ -49,7 +49,11 @@ def run_remote(
 
     With ``plot``, the finished run's metrics per round are saved there as a PNG.
     """
-    federation = Federation(name=plan.federation.name, address=plan.address, insecure=plan.insecure)
+    federation = Federation(
+        name=plan.federation.name,
+        address=plan.address,
+        root_certificates=plan.root_certificates,
+    )
     bundle = build_bundle(plan.project.root)
     with connect(federation) as client:
         sent = client.upload_bundle(bundle)

@@ -14,9 +14,8 @@ from types import FrameType
 
 from glade.cli.console import glade_logs, timed_formatter
 from glade.cli.interrupt import kill_descendants
-from glade.errors import ConfigError
 
-__all__ = ["StopSignals", "data_home", "require_insecure", "service_logging"]
+__all__ = ["StopSignals", "data_home", "warn_insecure", "service_logging"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -29,13 +28,8 @@ def data_home() -> Path:
     return Path(base) / "glade"
 
 
-def require_insecure(insecure: bool, what: str) -> None:
-    """TLS comes with the security work: until then ``--insecure`` must be said out loud."""
-    if not insecure:
-        raise ConfigError(
-            f"TLS is not supported yet, so the {what} can only talk unencrypted: pass "
-            "--insecure to accept that (on a trusted network only)"
-        )
+def warn_insecure(what: str) -> None:
+    """Say loudly, on every start, that a service runs without TLS (``--insecure``)."""
     logging.getLogger("glade.cli").warning(
         "the %s runs WITHOUT TLS (--insecure): traffic is unencrypted and unauthenticated; "
         "use it on a trusted network only",

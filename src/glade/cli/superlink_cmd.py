@@ -10,7 +10,7 @@ import typer
 
 from glade.cli.console import stderr_console
 from glade.cli.exit_codes import EXIT_OK, reported_errors
-from glade.cli.service import StopSignals, data_home, require_insecure, service_logging
+from glade.cli.service import StopSignals, data_home, service_logging, warn_insecure
 
 __all__ = ["superlink_command"]
 
@@ -33,8 +33,25 @@ def superlink_command(
         ),
     ] = None,
     insecure: Annotated[
-        bool, typer.Option("--insecure", help="Serve without TLS (required until TLS lands).")
+        bool,
+        typer.Option(
+            "--insecure", help="Serve without TLS (trusted networks only; warns at every start)."
+        ),
     ] = False,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(help="PEM certificate of the Control and Fleet APIs (turns TLS on)."),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None, typer.Option(help="PEM private key of --ssl-certfile.")
+    ] = None,
+    ssl_ca_certfile: Annotated[
+        Path | None,
+        typer.Option(
+            help="PEM CA certificate: SuperNodes must show a client certificate it signed "
+            "(mutual TLS)."
+        ),
+    ] = None,
     ready_file: Annotated[
         Path | None,
         typer.Option(help="Write the addresses in use (JSON) here once listening."),
@@ -61,8 +78,12 @@ def superlink_command(
 
     err = stderr_console()
     with service_logging(verbose=verbose), reported_errors(err, verbose=verbose):
-        require_insecure(insecure, "SuperLink")
+        if insecure:
+            warn_insecure("SuperLink")  # logs the warning
         options: dict[str, Any] = {
+            "ssl_certfile": ssl_certfile,
+            "ssl_keyfile": ssl_keyfile,
+            "ssl_ca_certfile": ssl_ca_certfile,
             "control_address": control_address,
             "fleet_address": fleet_address,
             "serverappio_address": serverappio_address,

@@ -11,7 +11,7 @@ import typer
 
 from glade.cli.console import stderr_console
 from glade.cli.exit_codes import EXIT_OK, reported_errors
-from glade.cli.service import StopSignals, data_home, require_insecure, service_logging
+from glade.cli.service import StopSignals, data_home, service_logging, warn_insecure
 from glade.project import parse_run_config
 
 __all__ = ["default_node_dir", "supernode_command"]
@@ -34,8 +34,20 @@ def supernode_command(
         ),
     ] = None,
     insecure: Annotated[
-        bool, typer.Option("--insecure", help="Connect without TLS (required until TLS lands).")
+        bool,
+        typer.Option("--insecure", help="Connect without TLS (trusted networks only)."),
     ] = False,
+    root_certificates: Annotated[
+        Path | None,
+        typer.Option(help="PEM file of the CA that signed the SuperLink's certificate (TLS)."),
+    ] = None,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(help="This node's PEM client certificate, for mutual TLS."),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None, typer.Option(help="PEM private key of --ssl-certfile.")
+    ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(
@@ -60,9 +72,13 @@ def supernode_command(
 
     err = stderr_console()
     with service_logging(verbose=verbose), reported_errors(err, verbose=verbose):
-        require_insecure(insecure, "SuperNode")
+        if insecure:
+            warn_insecure("SuperNode")  # logs the warning
         config_values = parse_run_config(node_config)
         options: dict[str, Any] = {
+            "root_certificates": root_certificates,
+            "ssl_certfile": ssl_certfile,
+            "ssl_keyfile": ssl_keyfile,
             "superlink": superlink,
             "node_config": config_values,
             "insecure": insecure,

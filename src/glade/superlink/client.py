@@ -14,6 +14,7 @@ an unreachable SuperLink is a :class:`~glade.errors.TransportError`, an unknown 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -28,6 +29,7 @@ from glade.transport.grpc_options import channel as open_channel
 from glade.transport.object_wire import ObjectStub
 from glade.transport.objects import push_objects
 from glade.transport.status import error_from_rpc
+from glade.transport.tls import channel_credentials
 from glade.transport.v1 import control_pb2 as cpb
 from glade.transport.v1 import control_pb2_grpc
 
@@ -35,11 +37,24 @@ __all__ = ["ControlClient", "LogStream"]
 
 
 class ControlClient:
-    """A connection to a SuperLink's Control API at ``address`` ("host:port")."""
+    """A connection to a SuperLink's Control API at ``address`` ("host:port").
 
-    def __init__(self, address: str, *, insecure: bool = True, timeout_s: float = 30.0) -> None:
+    With ``root_certificates`` (a PEM file of the CA that signed the SuperLink's
+    certificate) the connection uses TLS; without it, it is unencrypted.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        root_certificates: Path | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
         self.address = address
-        self._channel = open_channel(address, insecure=insecure)
+        creds = None
+        if root_certificates is not None:
+            creds = channel_credentials(root_certificates=root_certificates)
+        self._channel = open_channel(address, credentials=creds)
         self._stub = control_pb2_grpc.ControlStub(self._channel)  # type: ignore[no-untyped-call]
         self._objects = ObjectStub(self._channel, "glade.v1.Control")
         self._timeout = timeout_s

@@ -11,6 +11,7 @@ from typing import Any
 from glade.errors import ConfigError
 from glade.transport.chunks import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_OBJECT_SIZE
 from glade.transport.grpc_options import MAX_MESSAGE_BYTES
+from glade.transport.tls import is_loopback
 
 __all__ = ["MEMORY_DATABASE", "SuperLinkConfig"]
 
@@ -44,6 +45,12 @@ class SuperLinkConfig:
     run_timeout_s: float | None = None
     stop_grace_s: float = 3.0
     insecure: bool = True
+    """Serve without TLS; False requires ``ssl_certfile`` and ``ssl_keyfile``."""
+    ssl_certfile: Path | None = None
+    """PEM certificate (chain) of the Control and Fleet APIs."""
+    ssl_keyfile: Path | None = None
+    ssl_ca_certfile: Path | None = None
+    """With it, SuperNodes must show a client certificate signed by this CA (mutual TLS)."""
     ready_file: Path | None = None
     chunk_size: int = DEFAULT_CHUNK_SIZE
     max_object_size: int = DEFAULT_MAX_OBJECT_SIZE
@@ -86,11 +93,7 @@ class SuperLinkConfig:
                 f"node_offline_timeout_s ({self.node_offline_timeout_s:g}) must be longer than "
                 f"heartbeat_interval_s ({self.heartbeat_interval_s:g})"
             )
-        if not self.insecure:
-            raise ConfigError(
-                "TLS is not supported yet: start the SuperLink with --insecure on a trusted "
-                "network (certificates come with the security work)"
-            )
+        _check_tls(self)
 
     @classmethod
     def in_data_dir(cls, data_dir: Path, **options: Any) -> SuperLinkConfig:
@@ -103,6 +106,26 @@ class SuperLinkConfig:
     def with_options(self, **changes: Any) -> SuperLinkConfig:
         """A copy with some options replaced."""
         return replace(self, **changes)
+
+
+def _check_tls(config: SuperLinkConfig) -> None:
+    has_cert = config.ssl_certfile is not None or config.ssl_keyfile is not None
+    if config.insecure:
+        if has_cert or config.ssl_ca_certfile is not None:
+            raise ConfigError("both --insecure and TLS certificates were given: drop one of them")
+        return
+    if config.ssl_certfile is None or config.ssl_keyfile is None:
+        raise ConfigError(
+            "the SuperLink needs TLS certificates (--ssl-certfile and --ssl-keyfile; "
+            "'glade certs create' makes development ones), or --insecure to serve "
+            "unencrypted on a trusted network"
+        )
+    if not is_loopback(config.serverappio_address):
+        raise ConfigError(
+            f"serverappio_address {config.serverappio_address!r} is not a loopback address: "
+            "with TLS on, the ServerAppIO API must listen on 127.0.0.1 (TLS for a remote "
+            "ServerAppIO is not supported yet)"
+        )
 
 
 def _positive(config: SuperLinkConfig, *names: str) -> None:

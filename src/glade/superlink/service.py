@@ -29,6 +29,7 @@ from glade.superlink.sqlite_state import SqliteState
 from glade.transport.grpc_options import bind, create_server
 from glade.transport.object_wire import RawObjectsInterceptor
 from glade.transport.status import StatusInterceptor
+from glade.transport.tls import server_credentials
 from glade.transport.v1 import control_pb2_grpc, fleet_pb2_grpc, serverappio_pb2_grpc
 
 __all__ = ["SuperLink"]
@@ -149,7 +150,8 @@ class SuperLink:
             server = create_server(max_workers=cfg.max_workers, interceptors=interceptors)
             adder = next(getattr(module, a) for a in dir(module) if a.endswith("_to_server"))
             adder(servicer, server)
-            port = bind(server, address, insecure=cfg.insecure)
+            creds = None if name == "serverappio" else self._credentials(mutual=name == "fleet")
+            port = bind(server, address, insecure=creds is None, credentials=creds)
             self._servers.append(server)
             self._addresses[name] = f"{address.rpartition(':')[0]}:{port}"
         for server in self._servers:
@@ -160,9 +162,21 @@ class SuperLink:
         )
         self._janitor.start()
         for name in ("control", "fleet", "serverappio"):
-            logger.info("SuperLink %s API listening on %s", name, self._addresses[name])
+            tls = "TLS" if name != "serverappio" and not cfg.insecure else "no TLS"
+            logger.info("SuperLink %s API listening on %s (%s)", name, self._addresses[name], tls)
         if cfg.ready_file is not None:
             write_json(cfg.ready_file, {**self._addresses, "pid": os.getpid()})
+
+    def _credentials(self, *, mutual: bool) -> grpc.ServerCredentials | None:
+        """TLS of Control and Fleet; only Fleet asks for client certificates (SuperNodes)."""
+        cfg = self.config
+        if cfg.insecure or cfg.ssl_certfile is None or cfg.ssl_keyfile is None:
+            return None
+        return server_credentials(
+            certfile=cfg.ssl_certfile,
+            keyfile=cfg.ssl_keyfile,
+            ca_certfile=cfg.ssl_ca_certfile if mutual else None,
+        )
 
     # -- housekeeping ----------------------------------------------------------------------
     def _housekeeping(self) -> None:

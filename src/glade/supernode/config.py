@@ -36,6 +36,12 @@ class SuperNodeConfig:
     name: str = field(default_factory=socket.gethostname)
     data_dir: Path | None = None
     insecure: bool = True
+    """Connect without TLS; False requires ``root_certificates``."""
+    root_certificates: Path | None = None
+    """PEM file of the CA(s) that signed the SuperLink's certificate."""
+    ssl_certfile: Path | None = None
+    """This node's client certificate, for a SuperLink that requires mutual TLS."""
+    ssl_keyfile: Path | None = None
     poll_wait_s: float = 10.0
     max_messages: int = 100
     heartbeat_interval_s: float | None = None
@@ -79,11 +85,24 @@ class SuperNodeConfig:
             raise ConfigError(f"stop_grace_s must be >= 0, got {self.stop_grace_s!r}")
         if self.backoff_max_s < self.backoff_initial_s:
             raise ConfigError("backoff_max_s must be at least backoff_initial_s")
-        if not self.insecure:
+        self._check_tls()
+
+    def _check_tls(self) -> None:
+        client_cert = (self.ssl_certfile, self.ssl_keyfile)
+        if self.insecure:
+            if self.root_certificates is not None or client_cert != (None, None):
+                raise ConfigError(
+                    "both --insecure and TLS certificates were given: drop one of them"
+                )
+            return
+        if self.root_certificates is None:
             raise ConfigError(
-                "TLS is not supported yet: start the SuperNode with --insecure on a trusted "
-                "network (certificates come with the security work)"
+                "the SuperNode needs --root-certificates (the CA that signed the SuperLink's "
+                "certificate) to connect with TLS, or --insecure to connect unencrypted on a "
+                "trusted network"
             )
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ConfigError("a client certificate needs both --ssl-certfile and --ssl-keyfile")
 
     def with_options(self, **changes: Any) -> SuperNodeConfig:
         """A copy with some options replaced."""

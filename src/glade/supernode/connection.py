@@ -96,12 +96,13 @@ class GrpcConnection:
         self,
         address: str,
         *,
-        insecure: bool = True,
+        credentials: grpc.ChannelCredentials | None = None,
         rpc_timeout_s: float = 30.0,
         chunk_size: int,
         max_object_size: int,
     ) -> None:
-        self._channel = open_channel(address, insecure=insecure)
+        """``credentials`` None: an unencrypted channel (see :mod:`glade.transport.tls`)."""
+        self._channel = open_channel(address, credentials=credentials)
         self._stub = fleet_pb2_grpc.FleetStub(self._channel)  # type: ignore[no-untyped-call]
         self._objects = ObjectStub(self._channel, _FLEET)
         self._timeout = rpc_timeout_s

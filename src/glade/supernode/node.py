@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+import grpc
+
 from glade.errors import GladeError, NotFoundError, TransportError
 from glade.files import write_json
 from glade.message import Message
@@ -41,6 +43,7 @@ from glade.supernode.config import SuperNodeConfig
 from glade.supernode.connection import Connection, GrpcConnection
 from glade.supernode.identity import NodeIdentity
 from glade.supernode.runs import PreparedRun, RunApp
+from glade.transport.tls import channel_credentials
 
 __all__ = ["SuperNode"]
 
@@ -115,7 +118,7 @@ class SuperNode:
         cfg = self.config
         self._conn: Connection = self._conn_given or GrpcConnection(
             cfg.superlink,
-            insecure=cfg.insecure,
+            credentials=_credentials(cfg),
             rpc_timeout_s=cfg.rpc_timeout_s,
             chunk_size=cfg.chunk_size,
             max_object_size=cfg.max_object_size,
@@ -394,3 +397,11 @@ def _close_all(apps: Sequence[RunApp], *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _credentials(cfg: SuperNodeConfig) -> grpc.ChannelCredentials | None:
+    if cfg.insecure or cfg.root_certificates is None:
+        return None
+    return channel_credentials(
+        root_certificates=cfg.root_certificates, certfile=cfg.ssl_certfile, keyfile=cfg.ssl_keyfile
+    )

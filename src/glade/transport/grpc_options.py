@@ -4,8 +4,8 @@ Every Glade server and channel is made here, so all peers agree on the limits: a
 ``ObjectChunk`` of :data:`~glade.transport.chunks.DEFAULT_CHUNK_SIZE` bytes plus its header is
 larger than gRPC's default 4 MiB message limit.
 
-TLS arrives with the security work: until then ``insecure=True`` is required, and the
-``credentials`` parameters are the seam where certificates will plug in.
+TLS: pass ``credentials`` (made by :mod:`glade.transport.tls` from PEM files); without
+them ``insecure=True`` must be said explicitly.
 
 >>> server = create_server(max_workers=4)
 >>> port = bind(server, "127.0.0.1:0")
@@ -85,8 +85,8 @@ def channel(
         return grpc.secure_channel(address, credentials, options=options)
     if not insecure:
         raise ConfigError(
-            f"cannot connect to {address} securely: TLS is not supported yet; "
-            "use an insecure connection (insecure = true / --insecure) on a trusted network"
+            f"cannot connect to {address} securely without TLS credentials: give root "
+            "certificates, or use an insecure connection on a trusted network"
         )
     return grpc.insecure_channel(address, options=options)
 
@@ -117,8 +117,8 @@ def bind(
     _check_address(address)
     if credentials is None and not insecure:
         raise ConfigError(
-            f"cannot listen on {address} securely: TLS is not supported yet; "
-            "start with --insecure on a trusted network"
+            f"cannot listen on {address} securely without TLS credentials: give a "
+            "certificate and key, or start with --insecure on a trusted network"
         )
     try:
         if credentials is not None:
