@@ -158,7 +158,7 @@ def test_input_is_consumed_as_a_stream_one_group_at_a_time() -> None:
             yield [x], 1.0 + i
             del x
 
-    with mock.patch.object(aggregate, "_GROUP", 3):
+    with mock.patch.object(aggregate, "_group_size", lambda arrays: 3):
         (out,) = weighted_average(replies())
     expected = sum(i * (1.0 + i) for i in range(10)) / sum(1.0 + i for i in range(10))
     np.testing.assert_allclose(out, np.full(100, expected), rtol=1e-12)

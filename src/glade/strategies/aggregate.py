@@ -95,13 +95,23 @@ def weighted_average(
     """
     mean = _RunningMean()
     group: list[tuple[list[NDArray], float]] = []
+    group_size = _GROUP
     for index, (arrays, weight) in enumerate(pairs):
         group.append(mean.checked(index, arrays, weight))
-        if len(group) == _GROUP:
+        if index == 0:
+            group_size = _group_size(group[0][0])
+        if len(group) == group_size:
             mean.add(group)
             group = []
     mean.add(group)
     return mean.result(keep_accumulator=keep_accumulator)
+
+
+def _group_size(arrays: list[NDArray]) -> int:
+    """Replies per group: 32 for large models; more for small ones, whose cost is per call
+    (a group of small replies is still at most ~2 MiB of elements)."""
+    elements = max(1, sum(x.size for x in arrays))
+    return max(_GROUP, min(4096, (_BLOCK_BYTES * 8) // (elements * 4)))
 
 
 class _RunningMean:
@@ -116,7 +126,7 @@ class _RunningMean:
     def checked(
         self, index: int, arrays: Sequence[NDArray], weight: float
     ) -> tuple[list[NDArray], float]:
-        xs = [np.asarray(x) for x in arrays]
+        xs = [x if type(x) is np.ndarray else np.asarray(x) for x in arrays]
         w = float(weight)
         if not (math.isfinite(w) and w >= 0):
             raise ValueError(f"reply {index}: weight must be finite and >= 0, got {weight}")
