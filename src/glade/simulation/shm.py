@@ -51,17 +51,42 @@ def default_root() -> Path:
 
 
 class RunDir:
-    """The private folder (mode 0700) that holds a run's segments; removed by :meth:`remove`."""
+    """The private folder (mode 0700) that holds a run's segments; removed by :meth:`remove`.
+
+    Its name carries the owner's pid (``glade-sim-PID-...``): a process killed with SIGKILL
+    (its workers too) cannot clean up, so each new RunDir removes the folders of owners that
+    no longer exist.
+    """
 
     def __init__(self, root: str | Path | None = None) -> None:
         base = Path(root) if root is not None else default_root()
-        self.path = Path(tempfile.mkdtemp(prefix="glade-sim-", dir=base))
+        _remove_orphans(base)
+        self.path = Path(tempfile.mkdtemp(prefix=f"glade-sim-{os.getpid()}-", dir=base))
 
     def file(self, name: str) -> str:
         return str(self.path / name)
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _remove_orphans(base: Path) -> None:
+    """Remove ``glade-sim-PID-*`` folders whose owner process is gone."""
+    for folder in base.glob("glade-sim-*-*"):
+        pid_text = folder.name.split("-")[2]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def address(view: memoryview) -> int:
