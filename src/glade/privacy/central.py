@@ -26,6 +26,11 @@ from glade.errors import ConfigError, RecordError
 from glade.keys import ARRAYS
 from glade.message import Message, MessageType
 from glade.privacy._messages import metric, with_arrays, with_config
+from glade.privacy._wrapped import (
+    delegate_aggregate_evaluate,
+    delegate_configure_evaluate,
+    delegate_required_nodes,
+)
 from glade.privacy.accountant import PrivacyAccountant
 from glade.privacy.clipping import (
     CLIPPING_NORM,
@@ -216,17 +221,10 @@ class CentralDp(Strategy):
     def _bits(replies: list[Message]) -> int:
         return sum(int(metric(r, NORM_BIT) or 0) for r in replies)
 
-    # -- delegated -------------------------------------------------------------------------
-    def required_nodes(self, stage: str) -> int:
-        return self.strategy.required_nodes(stage)
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> list[Message]:
-        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round: int, replies: list[Message]) -> MetricRecord | None:
-        return self.strategy.aggregate_evaluate(server_round, replies)
+    # -- delegated to the wrapped strategy ---------------------------------------------------
+    required_nodes = delegate_required_nodes
+    configure_evaluate = delegate_configure_evaluate
+    aggregate_evaluate = delegate_aggregate_evaluate
 
 
 def _has_arrays(reply: Message) -> bool:

@@ -17,6 +17,11 @@ from glade.errors import ConfigError, RunError
 from glade.keys import NUM_EXAMPLES
 from glade.message import Message, MessageType
 from glade.privacy._messages import metric, with_arrays
+from glade.privacy._wrapped import (
+    delegate_aggregate_evaluate,
+    delegate_configure_evaluate,
+    delegate_required_nodes,
+)
 from glade.privacy.clipping import apply_update
 from glade.privacy.secagg_crypto import dequantize_mean
 from glade.privacy.secagg_protocol import (
@@ -264,17 +269,10 @@ class SecAggPlus(Strategy):
         stripped = [with_arrays(r, aggregated, drop_records=(MASKED,)) for r in replies]
         return self.strategy.aggregate_train(server_round, stripped)
 
-    # -- delegated -------------------------------------------------------------------------
-    def required_nodes(self, stage: str) -> int:
-        return self.strategy.required_nodes(stage)
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> list[Message]:
-        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round: int, replies: list[Message]) -> MetricRecord | None:
-        return self.strategy.aggregate_evaluate(server_round, replies)
+    # -- delegated to the wrapped strategy ---------------------------------------------------
+    required_nodes = delegate_required_nodes
+    configure_evaluate = delegate_configure_evaluate
+    aggregate_evaluate = delegate_aggregate_evaluate
 
 
 def _whole(value: float | None) -> bool:
