@@ -6,7 +6,18 @@ from pathlib import Path
 import glade
 
 SRC = Path(glade.__file__).parent
-CORE = {"errors", "array", "records", "message", "context", "keys", "typing", "project", "files"}
+CORE = {
+    "errors",
+    "array",
+    "records",
+    "message",
+    "context",
+    "keys",
+    "keypairs",
+    "typing",
+    "project",
+    "files",
+}
 
 # package -> glade subpackages it must never import
 FORBIDDEN = {

@@ -11,7 +11,8 @@ Every error Glade raises on purpose derives from :class:`GladeError`::
     │   └── NotEnoughNodesError        too few nodes to sample from after waiting
     ├── TransportError (ConnectionError)  a peer is unreachable or answered with an error
     ├── NotFoundError (LookupError)    a run, node, message, object or bundle does not exist
-    ├── AccessDeniedError (PermissionError)  missing or wrong credentials
+    ├── AccessDeniedError (PermissionError)  not allowed (wrong node id, run token, role)
+    │   └── AuthenticationError          no, unknown, expired or forged credentials
     ├── InvalidArgumentError (ValueError)    a malformed request
     ├── InvalidStateError (RuntimeError)     a request that does not fit the current state
     └── LimitExceededError (ValueError)      a request over a configured limit
@@ -26,6 +27,7 @@ from __future__ import annotations
 __all__ = [
     "AccessDeniedError",
     "AppLoadError",
+    "AuthenticationError",
     "ConfigError",
     "GladeError",
     "InvalidArgumentError",
@@ -77,7 +79,14 @@ class NotFoundError(GladeError, LookupError):
 
 
 class AccessDeniedError(GladeError, PermissionError):
-    """The request's credentials (node id, run token) are missing or wrong."""
+    """The caller may not do this (wrong node id or run token, another user's run, a role)."""
+
+
+class AuthenticationError(AccessDeniedError):
+    """The caller's identity is not established: no, unknown, expired or forged credentials.
+
+    gRPC UNAUTHENTICATED, where :class:`AccessDeniedError` is PERMISSION_DENIED.
+    """
 
 
 class InvalidArgumentError(GladeError, ValueError):

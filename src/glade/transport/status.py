@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 from glade.errors import (
     AccessDeniedError,
     AppLoadError,
+    AuthenticationError,
     ConfigError,
     GladeError,
     InvalidArgumentError,
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 STATUS_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (AuthenticationError, grpc.StatusCode.UNAUTHENTICATED),
     (AccessDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (LimitExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (InvalidStateError, grpc.StatusCode.FAILED_PRECONDITION),
@@ -61,7 +63,7 @@ STATUS_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
 _FROM_CODE: dict[grpc.StatusCode, type[GladeError]] = {
     grpc.StatusCode.NOT_FOUND: NotFoundError,
     grpc.StatusCode.PERMISSION_DENIED: AccessDeniedError,
-    grpc.StatusCode.UNAUTHENTICATED: AccessDeniedError,
+    grpc.StatusCode.UNAUTHENTICATED: AuthenticationError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: LimitExceededError,
     grpc.StatusCode.FAILED_PRECONDITION: InvalidStateError,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
