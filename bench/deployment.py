@@ -10,11 +10,23 @@ nodes' ClientApp processes are started by a tiny query first, so no round pays f
 - (b) one round, 2 SuperNodes, a 1e8-float32 model (400 MB): the round's wall time, its
   throughput (4 model transfers: down to 2 nodes, up from 2), and the peak memory of the
   SuperLink and of one SuperNode, each with its child processes (ServerApp / ClientApp):
-  the sum of RSS, and the sum of PSS (shared pages split between the processes that map
-  them). Beside it, in the same run, a raw loopback TCP copy of the same bytes.
-- (c) the same with 1e9 params (4 GB), only with ``--huge`` (needs about 24 GB of RAM).
+  private memory plus their shared-memory files, each counted once (see
+  :class:`MemorySampler`), the page cache of mapped files apart, and the sum of RSS (which
+  counts shared memory in every process mapping it); also the CPU time each tree used in
+  the round. Beside it, in the same run, a raw loopback TCP copy of the same bytes.
+- (c) the same with 1e9 params (4 GB), only with ``--huge``. Its memory is bounded by design:
+  each SuperNode holds at most the model it received and the reply its ClientApp made (2x),
+  and the SuperLink's ServerApp the app's model and the aggregate (2x), plus page cache the
+  kernel can drop: about 6x the model in all with 2 nodes on one machine, 24 GB at 1e9. When
+  this machine has less memory available, (c) says so and runs the largest model that fits
+  (``--params-c`` sets the size).
+
+``--node-auth``: the SuperLink requires signed requests from allow-listed node keys (every
+SuperNode gets a key pair, allowed over the Control API before it starts).
 
 Usage: python bench/deployment.py [--cases a,b] [--rounds 30] [--huge] [--params-b 1e8]
+       [--params-c 1e9]
+       [--node-auth]
 """
 
 from __future__ import annotations
@@ -136,6 +148,19 @@ def _wait_json(path: Path, proc: subprocess.Popen[bytes], timeout: float = 120) 
 
 
 VERBOSE: list[str] = []  # ["--verbose"]: debug logs of the services (with --keep)
+NODE_AUTH: list[str] = []  # ["--node-auth"]: signed Fleet requests from allow-listed keys
+
+
+def _node_key(root: Path, i: int, control_address: str) -> list[str]:
+    """With --node-auth: a key pair for node ``i``, allowed on the SuperLink; its flag."""
+    if not NODE_AUTH:
+        return []
+    from glade.keypairs import PublicKey, create_key_pair
+
+    private, public = create_key_pair(root / "keys", f"node-{i}")
+    with ControlClient(control_address) as control:
+        control.add_node_key(PublicKey.read(public).raw, name=f"node-{i}")
+    return [f"--auth-key={private}"]
 
 
 class Deployment:
@@ -149,6 +174,7 @@ class Deployment:
         self.link = self._spawn(
             "superlink",
             "--insecure",
+            *NODE_AUTH,
             "--control-address=127.0.0.1:0",
             "--fleet-address=127.0.0.1:0",
             "--serverappio-address=127.0.0.1:0",
@@ -167,6 +193,7 @@ class Deployment:
                     f"--node-config=partition-id={i} num-partitions={nodes}",
                     f"--data-dir={root / f'node-{i}'}",
                     f"--ready-file={root / f'node-{i}.json'}",
+                    *_node_key(root, i, self.addresses["control"]),
                     log=f"node-{i}.log",
                 )
             )
@@ -191,48 +218,118 @@ class Deployment:
                 proc.wait()
 
 
-def _pss_kib(pid: int) -> int:
+def _status_kib(pid: int) -> tuple[int, int, int]:
+    """(VmRSS, RssAnon, RssFile) in KiB from /proc/PID/status (cheap counters)."""
+    out = {"VmRSS": 0, "RssAnon": 0, "RssFile": 0}
     try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
-        return 0
+        return 0, 0, 0
     for line in text.splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1])
-    return 0
+        key, _, value = line.partition(":")
+        if key in out:
+            out[key] = int(value.split()[0])
+    return out["VmRSS"], out["RssAnon"], out["RssFile"]
+
+
+def _shm_bytes(pids: list[int]) -> int:
+    """Bytes of the shared-memory files of these processes (glade-sim-PID-* in /dev/shm),
+    each counted once however many processes map it, and even if none does."""
+    total = 0
+    for pid in pids:
+        for folder in Path("/dev/shm").glob(f"glade-sim-{pid}-*"):
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(folder):
+                    with contextlib.suppress(OSError):
+                        total += entry.stat(follow_symlinks=False).st_blocks * 512
+    return total
+
+
+def _cpu_s(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return times.user + times.system
 
 
 class MemorySampler:
-    """Peak RSS / PSS sums of process trees, sampled every ``interval`` s in a thread."""
+    """Peak memory of process trees, sampled in a thread, and the CPU time they used meanwhile.
+
+    Per tree (a root and its children), the peaks of:
+
+    - ``rss``: the sum of RSS (shared pages counted in every process mapping them);
+    - ``memory``: private memory (RssAnon) plus the tree's shared-memory files, each
+      counted once: what the tree holds that the kernel cannot drop. Mapped files of the
+      object store (RssFile) are page cache: ``file`` gives their peak separately;
+
+    and the root's own peak RSS.
+    """
 
     def __init__(self, pids: dict[str, int], interval: float = 0.02) -> None:
         self.roots = {name: psutil.Process(pid) for name, pid in pids.items()}
         self.peak_rss = dict.fromkeys(pids, 0)
-        self.peak_pss = dict.fromkeys(pids, 0)
+        self.peak_memory = dict.fromkeys(pids, 0)
+        self.peak_file = dict.fromkeys(pids, 0)
+        self.peak_root_rss = dict.fromkeys(pids, 0)
+        self.cpu_s = dict.fromkeys(pids, 0.0)
+        self._cpu_start: dict[int, float] = {}
+        self._cpu_last: dict[str, dict[int, float]] = {name: {} for name in pids}
         self._stop = threading.Event()
         self._interval = interval
         self._thread = threading.Thread(target=self._loop, daemon=True)
+        self.samples = 0
+        self.sampling_cpu_s = 0.0  # this process's CPU time spent sampling (it competes)
+        self._pids: dict[str, list[int]] = {}
+
+    def _tree(self, root: psutil.Process) -> list[psutil.Process]:
+        with contextlib.suppress(psutil.Error):
+            return [root, *root.children(recursive=True)]
+        return []
+
+    def _trees(self) -> dict[str, list[int]]:
+        """The pids of each tree, looked up again every 25 samples (it scans /proc)."""
+        if self.samples % 25 == 0 or not self._pids:
+            self._pids = {n: [p.pid for p in self._tree(r)] for n, r in self.roots.items()}
+        return self._pids
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
-            for name, root in self.roots.items():
-                with contextlib.suppress(psutil.Error):
-                    tree = [root, *root.children(recursive=True)]
-                    rss = pss = 0
-                    for proc in tree:
-                        with contextlib.suppress(psutil.Error):
-                            rss += proc.memory_info().rss
-                            pss += _pss_kib(proc.pid) * 1024
-                    self.peak_rss[name] = max(self.peak_rss[name], rss)
-                    self.peak_pss[name] = max(self.peak_pss[name], pss)
+            started = time.thread_time()
+            self.sample()
+            self.sampling_cpu_s += time.thread_time() - started
+            self.samples += 1
+
+    def sample(self) -> None:
+        for name, pids in self._trees().items():
+            rss = anon = file = 0
+            for pid in pids:
+                one_rss, one_anon, one_file = _status_kib(pid)
+                rss += one_rss * 1024
+                anon += one_anon * 1024
+                file += one_file * 1024
+                if pid == self.roots[name].pid:
+                    self.peak_root_rss[name] = max(self.peak_root_rss[name], one_rss * 1024)
+            memory = anon + _shm_bytes(pids)
+            self.peak_rss[name] = max(self.peak_rss[name], rss)
+            self.peak_memory[name] = max(self.peak_memory[name], memory)
+            self.peak_file[name] = max(self.peak_file[name], file)
 
     def __enter__(self) -> MemorySampler:
+        for root in self.roots.values():
+            for proc in self._tree(root):
+                with contextlib.suppress(psutil.Error):
+                    self._cpu_start[proc.pid] = _cpu_s(proc)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self.sample()
+        for name, root in self.roots.items():
+            for proc in self._tree(root):
+                with contextlib.suppress(psutil.Error):
+                    self._cpu_last[name][proc.pid] = _cpu_s(proc)
+        for name, last in self._cpu_last.items():
+            self.cpu_s[name] = sum(t - self._cpu_start.get(pid, 0.0) for pid, t in last.items())
 
 
 def _app(root: Path) -> Path:
@@ -260,7 +357,8 @@ def _run(
             if not started and "ROUNDS-START" in log:
                 started = time.perf_counter()
                 if sample:
-                    pids = {"superlink": deployment.link.pid, "supernode": deployment.nodes[0].pid}
+                    pids = {"superlink": deployment.link.pid}
+                    pids.update((f"node-{i}", p.pid) for i, p in enumerate(deployment.nodes))
                     sampler = MemorySampler(pids).__enter__()
             if "ROUND-DONE" in text:
                 ended = time.perf_counter()
@@ -350,13 +448,48 @@ def case_large(root: Path, params: int, label: str) -> None:
         f"    raw loopback TCP, same bytes, same run: {raw:.2f} s ({moved / raw / 1e9:.2f} GB/s)"
         f" -> the round takes {round_s / raw:.1f}x the raw copy"
     )
-    for name, limit in (("superlink", 1.5), ("supernode", 2.0)):
-        rss, pss = memory.peak_rss[name], memory.peak_pss[name]
+    cpu = memory.cpu_s
+    nodes_cpu = [cpu[name] for name in cpu if name.startswith("node-")]
+    print(
+        f"    CPU time in the round: SuperLink + ServerApp {cpu['superlink']:.2f} s, SuperNodes + "
+        f"ClientApps {' + '.join(f'{c:.2f}' for c in nodes_cpu)} s = "
+        f"{sum(cpu.values()):.2f} s in all ({os.cpu_count()} CPUs; the memory sampler took "
+        f"{memory.sampling_cpu_s:.2f} s for {memory.samples} samples)"
+    )
+    root = memory.peak_root_rss["superlink"]
+    print(f"    peak memory superlink alone: RSS {root / 1e9:.2f} GB = {root / nbytes:.2f}x")
+    for name, label, limit in (("superlink", "superlink", 1.5), ("node-0", "supernode", 2.0)):
+        held, file = memory.peak_memory[name], memory.peak_file[name]
+        rss = memory.peak_rss[name]
         print(
-            f"    peak memory {name} (+ children): RSS {rss / 1e9:.2f} GB = "
-            f"{rss / nbytes:.2f}x the model, PSS {pss / 1e9:.2f} GB = {pss / nbytes:.2f}x "
-            f"(target <= {limit}x)"
+            f"    peak memory {label} (+ children): {held / 1e9:.2f} GB = {held / nbytes:.2f}x "
+            f"the model (private + shared memory; target <= {limit}x), + mapped page cache "
+            f"{file / 1e9:.2f} GB; RSS sum {rss / nbytes:.2f}x"
         )
+
+
+def _fitting(params: int) -> int:
+    """``params``, or the largest multiple of 1e8 whose round fits in the memory available.
+
+    Two SuperNodes and the SuperLink on this machine hold about 6x the model (see the
+    module docstring) plus ~1.5 GB for the processes themselves; shared memory (/dev/shm)
+    holds the nodes' received models and replies (4x). A 4 GB margin is left for the rest.
+    """
+    nbytes = 4 * params
+    available = psutil.virtual_memory().available - 4e9 - 1.5e9
+    shm = shutil.disk_usage("/dev/shm").free if Path("/dev/shm").is_dir() else available
+    fits = int(min(available / 6, shm / 4) // 4 // 100_000_000 * 100_000_000)
+    if nbytes * 6 <= available and nbytes * 4 <= shm:
+        return params
+    print(
+        f"\n(c) {params:.0e} params need about {6 * nbytes / 1e9:.0f} GB of memory "
+        f"({4 * nbytes / 1e9:.0f} GB of it in /dev/shm); this machine has "
+        f"{psutil.virtual_memory().available / 1e9:.1f} GB available and {shm / 1e9:.1f} GB of "
+        f"/dev/shm: running the largest model that fits instead, {fits:.0e} params"
+    )
+    if fits <= 0:
+        raise SystemExit("not enough memory for (c)")
+    return fits
 
 
 def main() -> None:
@@ -365,16 +498,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30, help="rounds measured in (a)")
     parser.add_argument("--params-b", type=float, default=1e8, help="model size of (b)")
     parser.add_argument("--huge", action="store_true", help="also (c): 1e9 params (4 GB)")
+    parser.add_argument("--params-c", type=float, default=1e9, help="model size of (c)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (logs)")
     parser.add_argument("--verbose", action="store_true", help="debug logs of the services")
+    parser.add_argument("--node-auth", action="store_true", help="signed node requests")
     args = parser.parse_args()
     if args.verbose:
         VERBOSE.append("--verbose")
+    if args.node_auth:
+        NODE_AUTH.append("--node-auth")
     cases = set(args.cases.split(",")) | ({"c"} if args.huge else set())
     root = Path(tempfile.mkdtemp(prefix="glade-bench-deploy-"))
     print(
         f"glade deployment benchmark; {os.cpu_count()} CPUs, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM; scratch {root}"
+        f"; node auth {'on' if NODE_AUTH else 'off'}"
     )
     try:
         if "a" in cases:
@@ -382,7 +520,7 @@ def main() -> None:
         if "b" in cases:
             case_large(root, int(args.params_b), "b")
         if "c" in cases:
-            case_large(root, 1_000_000_000, "c")
+            case_large(root, _fitting(int(args.params_c)), "c")
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -137,3 +137,26 @@ def test_a_large_object_streams_through_with_bounded_memory(fleet, link) -> None
     # (allocator slack included), well under one copy of the 160 MiB
     assert (after_push - before) < 100 * 1024, (before, after_push)
     assert (after_pull - before) < 100 * 1024, (before, after_pull)
+
+
+def test_an_unnamed_upload_is_named_by_the_receiver(fleet, link) -> None:
+    from glade import ArrayRecord, Message, RecordDict
+    from glade.transport.object_wire import ObjectStub
+    from glade.transport.objects import push_unnamed, upload_unhashed
+
+    stub, md = fleet
+    data = np.random.default_rng(1).standard_normal(50_000)
+    object_id = push_unnamed(stub, Array(data), metadata=md, chunk_size=7000)
+    assert object_id == hashlib.sha256(data.tobytes()).hexdigest()
+    assert missing_objects(stub, [object_id], metadata=md) == []
+    assert bytes(pull_object(stub, object_id, metadata=md)) == data.tobytes()
+    # the raw-chunk stub, and the arrays of replies: hashed by the receiver, not here
+    with channel(link.addresses["fleet"]) as chan:
+        raw = ObjectStub(chan, "glade.v1.Fleet")
+        big, again, small = Array(data + 1), Array(data + 1), Array(np.arange(10.0))
+        content = RecordDict({"arrays": ArrayRecord({"w": big, "v": again, "b": small})})
+        uploaded = upload_unhashed(raw, [Message(content, dst_node_id=1)], metadata=md)
+    expected = hashlib.sha256((data + 1).tobytes()).hexdigest()
+    assert uploaded == [expected, expected]  # two Arrays, the same bytes: stored once
+    assert big._sha256 == again._sha256 == expected and small._sha256 is None
+    assert (link.objects / expected[:2] / expected).read_bytes() == (data + 1).tobytes()

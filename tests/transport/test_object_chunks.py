@@ -233,3 +233,68 @@ def test_assembly_holds_one_copy_of_the_object() -> None:
     assert back == array
     assert size <= current < size + chunk_size  # the result is the only full copy left
     assert peak < size + 4 * chunk_size  # never a second full copy on the way
+
+
+class _RecordingBuffer:
+    """A ReceiveBuffer that records its writes (like a shared-memory buffer written with pwrite)."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.array = np.zeros(nbytes, dtype=np.uint8)
+        self.written = 0
+        self.closed = False
+
+    def write(self, offset: int, data: np.ndarray) -> None:
+        assert not self.closed
+        self.array[offset : offset + data.size] = data
+        self.written += data.size
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@SETTINGS
+@given(st.binary(min_size=1, max_size=3000), st.integers(1, 700), st.randoms(use_true_random=False))
+def test_an_allocated_buffer_gets_each_byte_once_in_any_order(
+    data: bytes, chunk_size: int, rnd: random.Random
+) -> None:
+    chunks = list(iter_chunks(data, chunk_size=chunk_size))
+    chunks += rnd.sample(chunks, k=len(chunks) // 2)  # repeats
+    rnd.shuffle(chunks)
+    made: list[_RecordingBuffer] = []
+
+    def allocate(nbytes: int) -> _RecordingBuffer:
+        made.append(_RecordingBuffer(nbytes))
+        return made[-1]
+
+    assembler = ChunkAssembler(_sha(data), allocate=allocate)
+    for chunk in chunks:
+        assembler.add(chunk)
+    out = assembler.finish()
+    (buffer,) = made
+    assert bytes(out) == data and out.readonly and buffer.closed
+    assert buffer.written == len(data)  # repeats are compared, not written again
+
+
+def test_allocate_may_decline_and_a_wrong_buffer_is_refused() -> None:
+    data = bytes(range(256)) * 10
+    declined = ChunkAssembler(_sha(data), allocate=lambda nbytes: None)
+    for chunk in iter_chunks(data, chunk_size=100):
+        declined.add(chunk)
+    assert bytes(declined.finish()) == data
+    wrong = _RecordingBuffer(10)
+    assembler = ChunkAssembler(_sha(data), allocate=lambda nbytes: wrong)
+    with pytest.raises(ValueError, match="returned a uint8"):
+        assembler.add(next(iter_chunks(data, chunk_size=100)))
+    assert wrong.closed
+
+
+def test_a_corrupted_object_closes_its_allocated_buffer() -> None:
+    data = b"x" * 5000
+    buffer = _RecordingBuffer(len(data))
+    object_id = _sha(b"y" * 5000)
+    assembler = ChunkAssembler(object_id, allocate=lambda nbytes: buffer)
+    for chunk in iter_chunks(data, object_id=object_id, chunk_size=1000):
+        assembler.add(chunk)
+    with pytest.raises(SerdeError, match="does not match"):
+        assembler.finish()
+    assert buffer.closed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import sys
@@ -22,7 +23,7 @@ from glade.simulation.process import (
     pickle_spec,
     stop_all,
 )
-from glade.simulation.shm import RunDir, SegmentPool
+from glade.simulation.shm import RunDir, SegmentPool, SharedBuffers
 from glade.simulation.wire import BufferTable, Kind, control, finish, load_each, parse
 from glade.simulation.worker import WorkerInit
 
@@ -72,6 +73,9 @@ class LocalBackend:
       and for ``shutdown`` to stop them (then they are killed).
     - ``tune_malloc``: let workers keep freed memory for reuse (glibc), which makes arrays
       allocated anew every round much cheaper; ``False`` returns memory to the OS eagerly.
+    - ``shared``: a :class:`~glade.simulation.shm.SharedBuffers` whose buffers the caller
+      filled (a SuperNode receives models into them): arrays over them reach the workers
+      by reference, without a copy.
 
     >>> from glade.simulation import run_simulation  # doctest: +SKIP
     >>> run_simulation(server_app, client_app, num_supernodes=100,  # doctest: +SKIP
@@ -88,6 +92,7 @@ class LocalBackend:
         startup_timeout: float = 300.0,
         stop_timeout: float = 1.0,
         tune_malloc: bool = True,
+        shared: SharedBuffers | None = None,
     ) -> None:
         if num_workers is None:
             num_workers = _available_cpus()
@@ -112,6 +117,9 @@ class LocalBackend:
         self._slot_of: dict[int, _Slot] = {}
         self._pool: SegmentPool | None = None  # segments of the instructions' large buffers
         self._holders: dict[str, set[WorkerProcess]] = {}  # segment -> workers that use it
+        self._shared = shared
+        # shared buffer -> how many batches sent to each worker still use it
+        self._shared_holds: dict[str, collections.Counter[WorkerProcess]] = {}
         self._write_lock = threading.Lock()
         self._template: dict[str, Any] = {}
         self._on_replies: ReplyCallback | None = None
@@ -225,6 +233,11 @@ class LocalBackend:
         for proc in procs:
             proc.close()
         self._holders.clear()
+        with self._cond:
+            shared_holds, self._shared_holds = self._shared_holds, {}
+        for path in shared_holds:
+            assert self._shared is not None
+            self._shared.release(path)
         with self._write_lock:
             if self._pool is not None:
                 self._pool.close()
@@ -240,16 +253,20 @@ class LocalBackend:
         if self._run_dir is None or self._closing:
             raise RuntimeError("LocalBackend.submit() needs a started, running backend")
         groups, failed = self._group(messages)
-        # One pickle per worker; their large buffers go, once each, into one shared segment.
+        # One pickle per worker; their large buffers go, once each, into one shared segment
+        # (those already in the caller's shared buffers are sent by reference).
         table = BufferTable(self._threshold)
         dumped = [(slot, batch, *table.dump(batch)) for slot, batch in groups.items()]
+        places = self._locate(table.buffers)
+        own = [buf for buf, place in zip(table.buffers, places, strict=True) if place is None]
         try:
-            segment, offsets, capacity, dropped = self._write(table.buffers)
+            segment, offsets, capacity, dropped = self._write(own)
         except OSError as exc:  # shared memory is full: send the arrays in-band (slower)
             self._warn_full(exc)
             table = BufferTable(sys.maxsize)
             dumped = [(slot, batch, *table.dump(batch)) for slot, batch in groups.items()]
-            segment, offsets, capacity, dropped = None, [], 0, []
+            segment, offsets, capacity, dropped, places = None, [], 0, [], []
+        spans_of = _spans(table.buffers, places, offsets)
         with self._cond:
             holders: set[WorkerProcess] = set()
             for slot, batch, out, used in dumped:
@@ -258,10 +275,14 @@ class LocalBackend:
                     error = slot.broken or Error(code=ErrorCode.NODE_UNAVAILABLE, reason=_CLOSED)
                     failed.extend(Message.error_reply(m, error) for m in batch)
                     continue
-                spans = [(offsets[i], table.buffers[i].nbytes) for i in used]
+                spans = [spans_of[i] for i in used]
                 slot.pending.update((m.metadata.message_id, m.metadata) for m in batch)
-                proc.send(finish(out, Kind.BATCH, (segment if spans else None, capacity, spans)))
-                if spans:
+                in_segment = any(len(span) == 2 for span in spans)
+                header = (segment if in_segment else None, capacity, spans)
+                for path in {span[2] for span in spans if len(span) == 4}:
+                    self._hold_shared(path, proc)
+                proc.send(finish(out, Kind.BATCH, header))
+                if in_segment:
                     holders.add(proc)
             if segment is not None and holders:
                 self._holders[segment] = holders
@@ -271,6 +292,39 @@ class LocalBackend:
                 if slot.proc is not None:
                     slot.proc.send(control(Kind.DROP, dropped))
         self._deliver(failed)
+
+    def _locate(self, buffers: list[memoryview]) -> list[tuple[str, int, int] | None]:
+        """Where each buffer lies in the caller's shared buffers (None: not there)."""
+        shared = self._shared
+        if shared is None:
+            return [None] * len(buffers)
+        return [shared.locate(buf) for buf in buffers]
+
+    def _hold_shared(self, path: str, proc: WorkerProcess) -> None:
+        """A batch sent to ``proc`` uses shared buffer ``path`` (lock held)."""
+        assert self._shared is not None
+        holds = self._shared_holds.get(path)
+        if holds is None:
+            holds = self._shared_holds[path] = collections.Counter()
+            self._shared.hold(path)
+        holds[proc] += 1
+
+    def _unhold_shared(self, path: str, proc: WorkerProcess, *, every: bool = False) -> bool:
+        """``proc`` let go of shared buffer ``path`` (once, or ``every`` time); lock held.
+
+        Returns False if ``path`` is not a shared buffer this backend sent."""
+        holds = self._shared_holds.get(path)
+        if holds is None:
+            return False
+        if every or holds[proc] <= 1:
+            holds.pop(proc, None)
+        else:
+            holds[proc] -= 1
+        if not holds:
+            del self._shared_holds[path]
+            assert self._shared is not None
+            self._shared.release(path)
+        return True
 
     def _warn_full(self, exc: OSError) -> None:
         if not self._warned_full:
@@ -380,7 +434,8 @@ class LocalBackend:
         elif kind == Kind.RELEASE:
             with self._cond:
                 for path in header:
-                    self._unhold(path, proc)
+                    if not self._unhold_shared(path, proc):
+                        self._unhold(path, proc)
         elif kind == Kind.READY:
             with self._cond:
                 proc.ready = True
@@ -422,6 +477,8 @@ class LocalBackend:
             lost, slot.pending = list(slot.pending.values()), {}
             for path in list(self._holders):
                 self._unhold(path, proc)
+            for path in list(self._shared_holds):
+                self._unhold_shared(path, proc, every=True)
             if slot.broken is None and not proc.ready and not self._closing:
                 reason = f"the worker process ended with {how} while loading the ClientApp"
                 slot.broken = Error(code=ErrorCode.LOAD_CLIENT_APP, reason=reason)
@@ -453,6 +510,26 @@ class LocalBackend:
             logger.exception("local backend: could not restart worker %d", slot.index)
             reason = f"the worker process ended with {how} and could not be restarted: {exc}"
             slot.broken = Error(code=ErrorCode.CLIENT_APP_CRASHED, reason=reason)
+
+
+Span = tuple[int, int] | tuple[int, int, str, int]
+
+
+def _spans(
+    buffers: list[memoryview], places: list[tuple[str, int, int] | None], offsets: list[int]
+) -> list[Span]:
+    """Each buffer's span in a batch header: ``(offset, nbytes)`` in the push's segment, or
+    ``(offset, nbytes, path, capacity)`` in a shared buffer of the caller."""
+    spans: list[Span] = []
+    own = iter(offsets)
+    for i, buf in enumerate(buffers):
+        place = places[i] if places else None
+        if place is None:
+            spans.append((next(own), buf.nbytes))
+        else:
+            path, capacity, offset = place
+            spans.append((offset, buf.nbytes, path, capacity))
+    return spans
 
 
 def _unanswered(metadata: Metadata) -> Message:

@@ -23,18 +23,21 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
+
+import numpy as np
 
 from glade.client import ClientApp
 from glade.context import Context
 from glade.message import Error, ErrorCode, Message
 from glade.simulation.backend import ClientAppSpec, NodeSpec, make_context
-from glade.simulation.shm import MappingCache, SegmentPool
+from glade.simulation.shm import MappingCache, SegmentPool, map_file
 from glade.simulation.wire import Kind, control, dump_each, finish, parse
 
-__all__ = ["COMMAND", "WorkerInit", "main"]
+__all__ = ["COMMAND", "WorkerInit", "main", "tune_malloc"]
 
 COMMAND = "from glade.simulation.worker import main; main()"
 STOP_GRACE_S = 0.3  # after STOP, a handler that does not return is cut short
@@ -71,11 +74,11 @@ def main() -> None:
     except (EOFError, OSError):
         return
     if init.tune_malloc:
-        _tune_malloc()
+        tune_malloc()
     Worker(conn, init).run()
 
 
-def _tune_malloc() -> None:
+def tune_malloc() -> None:
     """Let glibc keep freed memory for reuse instead of returning it to the OS at once.
 
     A ClientApp typically allocates its large reply arrays anew every round; by default
@@ -145,9 +148,7 @@ class Worker:
             if frame is None or self._stopping:
                 return
             self._run_batch(app, frame)
-            if self._released:  # the batch's instructions are gone: so are their views
-                paths = [self._released.popleft() for _ in range(len(self._released))]
-                self._send(control(Kind.RELEASE, paths))
+            self._send_releases()  # the batch's instructions are gone: so are their views
 
     # -- receiving ---------------------------------------------------------------------
     def _read_loop(self) -> None:
@@ -175,28 +176,62 @@ class Worker:
         if kind == Kind.DROP:
             self._maps.drop(header)
             return
-        segment, capacity, spans = header
-        buffers: list[memoryview] = []
-        if segment is not None:
-            whole = self._maps.open(segment, capacity)
-            buffers = [whole[offset : offset + nbytes] for offset, nbytes in spans]
-        messages: list[Message] = pickle.loads(payload, buffers=buffers)
+        messages: list[Message] = pickle.loads(payload, buffers=self._buffers(*header))
+        messages.reverse()
         self._flush_at = time.monotonic() + self._init.flush_interval
-        for message in messages:
+        while messages:
             if self._stopping:
                 return
+            # Dropped once handled: its arrays (perhaps a whole model) go before the reply
+            # is packed, unless the ClientApp keeps them.
+            message = messages.pop()
+            message_type = message.metadata.message_type
             # Replies wait for company only while handlers are quick: none waits for a slow one.
-            if self._outbox and self._took.get(message.metadata.message_type, 0.0) > self._wait:
+            if self._outbox and self._took.get(message_type, 0.0) > self._wait:
                 self._flush()
             started = time.monotonic()
             reply = self._handle(app, message)
-            self._took[message.metadata.message_type] = time.monotonic() - started
+            del message
+            self._took[message_type] = time.monotonic() - started
+            self._send_releases()
             self._outbox.append(reply)
             if reply.content is not None:  # large replies go at once: the parent maps them
                 self._outbox_bytes += sum(r.nbytes for r in reply.content.array_records.values())
             if self._outbox_bytes >= FLUSH_BYTES or time.monotonic() >= self._flush_at:
                 self._flush()
         self._flush()
+
+    def _buffers(
+        self, segment: str | None, capacity: int, spans: list[tuple[Any, ...]]
+    ) -> list[memoryview]:
+        """Views of a batch's large buffers: in the push's segment, or (4-tuple spans) in
+        shared buffers of the parent, mapped for this batch only."""
+        whole = self._maps.open(segment, capacity) if segment is not None else None
+        shared: dict[str, memoryview] = {}
+        buffers: list[memoryview] = []
+        for span in spans:
+            offset, nbytes = span[0], span[1]
+            if len(span) == 4:
+                path = span[2]
+                view = shared.get(path)
+                if view is None:
+                    view = shared[path] = self._map_shared(path, span[3])
+            else:
+                assert whole is not None
+                view = whole
+            buffers.append(view[offset : offset + nbytes])
+        return buffers
+
+    def _map_shared(self, path: str, capacity: int) -> memoryview:
+        """A view of the parent's shared buffer ``path``; released when the last one goes."""
+        anchor = np.frombuffer(map_file(path, capacity), dtype=np.uint8)
+        weakref.finalize(anchor, self._released.append, path).atexit = False
+        return anchor.data
+
+    def _send_releases(self) -> None:
+        if self._released:
+            paths = [self._released.popleft() for _ in range(len(self._released))]
+            self._send(control(Kind.RELEASE, paths))
 
     def _handle(self, app: ClientApp, message: Message) -> Message:
         md = message.metadata

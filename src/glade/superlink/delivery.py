@@ -10,6 +10,9 @@
   strategy does not wait for its full timeout.
 - Waiting is a long-poll on a :class:`~glade.superlink.notify.Notifier` topic, never a
   fixed sleep: ``("node", id)`` wakes a node's pull, ``("run", id)`` a ServerApp's pull.
+  A waiting pull holds a server thread: beyond ``max_waiting`` node pulls waiting at once,
+  a pull answers at once (empty if nothing is there), so that heartbeats, pushes and object
+  transfers always find a thread; the node asks again after a short pause.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -96,6 +100,7 @@ class Delivery:
         *,
         lease_s: float,
         max_wait_s: float = 30.0,
+        max_waiting: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._state = state
@@ -103,6 +108,9 @@ class Delivery:
         self._notifier = notifier
         self._lease_s = lease_s
         self._max_wait_s = max_wait_s
+        self._max_waiting = max_waiting
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
         self._clock = clock
 
     # -- validation ------------------------------------------------------------------------
@@ -201,17 +209,40 @@ class Delivery:
         deadline = time.monotonic() + min(max(wait_s, 0.0), self._max_wait_s)
         topic = node_topic(node_id)
         limit = max(1, min(limit or 100, 1000))
-        while True:
-            if not active():
-                return []
-            version = self._notifier.version(topic)
-            leased = self._state.lease_instructions(
-                node_id, now=self._clock(), lease_s=self._lease_s, limit=limit
-            )
-            remaining = deadline - time.monotonic()
-            if leased or remaining <= 0 or self._notifier.closed:
-                return leased
-            self._notifier.wait(topic, version, timeout=min(remaining, _RECHECK_S))
+        waiting = False
+        try:
+            while True:
+                if not active():
+                    return []
+                version = self._notifier.version(topic)
+                leased = self._state.lease_instructions(
+                    node_id, now=self._clock(), lease_s=self._lease_s, limit=limit
+                )
+                remaining = deadline - time.monotonic()
+                if leased or remaining <= 0 or self._notifier.closed:
+                    return leased
+                if not waiting:
+                    waiting = self._start_waiting()
+                    if not waiting:  # every thread that may wait does: answer now
+                        return leased
+                self._notifier.wait(topic, version, timeout=min(remaining, _RECHECK_S))
+        finally:
+            if waiting:
+                with self._waiting_lock:
+                    self._waiting -= 1
+
+    def _start_waiting(self) -> bool:
+        with self._waiting_lock:
+            if self._max_waiting is not None and self._waiting >= self._max_waiting:
+                return False
+            self._waiting += 1
+            return True
+
+    @property
+    def waiting_pulls(self) -> int:
+        """Node pulls waiting now (each holds a server thread)."""
+        with self._waiting_lock:
+            return self._waiting
 
     def wake_node(self, node_id: int) -> None:
         """Make the node's waiting pulls look again (one of them may have been cancelled)."""

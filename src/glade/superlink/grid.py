@@ -9,7 +9,9 @@
   arrays skip the network: missing ones are written straight into the object store after
   HasObjects has pinned their ids, and replies' arrays are memory-mapped from it (the
   SuperLink verified them when the nodes uploaded them). This halves the bytes a round
-  moves through gRPC and keeps reply arrays out of the process's private memory.
+  moves through gRPC and keeps reply arrays out of the process's private memory. Large
+  arrays not hashed yet are hashed while, in another thread, they are already written to
+  temporary files of the store (renamed into place once HasObjects has pinned them).
 - report: keep the run's :class:`~glade.server.History` and send each event (ReportEvent).
 """
 
@@ -30,12 +32,19 @@ from glade.message import Message
 from glade.server.events import History, RunEvent
 from glade.server.grid import BaseGrid
 from glade.superlink.convert import event_to_proto, run_from_proto
-from glade.superlink.object_store import map_object, object_path, write_object
+from glade.superlink.object_store import (
+    commit_temp,
+    map_object,
+    object_path,
+    write_object,
+    write_temp,
+)
 from glade.superlink.state import RunInfo
 from glade.transport.chunks import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_OBJECT_SIZE
 from glade.transport.codec import message_from_proto, message_to_proto
 from glade.transport.object_wire import ObjectStub
 from glade.transport.objects import (
+    SMALL_OBJECT,
     inline_objects,
     missing_objects,
     object_infos,
@@ -100,6 +109,14 @@ class ServerAppIoGrid(BaseGrid):
         return list(self._call("GetNodes", self._token_request()).node_ids)
 
     def _push(self, messages: list[Message]) -> None:
+        staged = self._stage(messages) if self._object_dir is not None else {}
+        try:
+            self._push_staged(messages, staged)
+        finally:
+            for tmp in staged.values():
+                tmp.unlink(missing_ok=True)
+
+    def _push_staged(self, messages: list[Message], staged: dict[str, Path]) -> None:
         protos = []
         objects: dict[str, Array] = {}
         for message in messages:
@@ -110,7 +127,11 @@ class ServerAppIoGrid(BaseGrid):
         missing = missing_objects(self._objects, large, metadata=self._metadata)
         for object_id in missing:
             if self._object_dir is not None:
-                write_object(self._object_dir, object_id, objects[object_id].memoryview())
+                tmp = staged.pop(object_id, None)
+                if tmp is not None:
+                    commit_temp(self._object_dir, object_id, tmp)
+                else:
+                    write_object(self._object_dir, object_id, objects[object_id].memoryview())
             else:
                 push_object(
                     self._objects,
@@ -129,6 +150,52 @@ class ServerAppIoGrid(BaseGrid):
                 inline_objects=inline if i == 0 else [],
             )
             self._call("PushMessages", request)
+
+    def _stage(self, messages: list[Message]) -> dict[str, Path]:
+        """Hash the large arrays not hashed yet while writing them to temporary files of the
+        store, in parallel (each takes about as long); returns object id -> temporary file."""
+        assert self._object_dir is not None
+        fresh: dict[int, Array] = {}
+        for message in messages:
+            for record in message.content.array_records.values() if message.content else ():
+                for array in record.values():
+                    if array.nbytes > SMALL_OBJECT and array._sha256 is None:
+                        fresh.setdefault(id(array), array)
+        if not fresh:
+            return {}
+        pool = self._executor()
+        root = self._object_dir
+        jobs = [
+            (pool.submit(_hash, array), pool.submit(write_temp, root, array.memoryview()))
+            for array in fresh.values()
+        ]
+        staged: dict[str, Path] = {}
+        failure: BaseException | None = None
+        for hashed, written in jobs:  # wait for every job, whatever fails
+            try:
+                tmp = written.result()
+            except BaseException as exc:
+                failure = failure or exc
+                continue
+            try:
+                object_id = hashed.result()
+            except BaseException as exc:
+                failure = failure or exc
+                object_id = ""
+            if not object_id or object_id in staged:  # failed, or the same bytes twice
+                tmp.unlink(missing_ok=True)
+            else:
+                staged[object_id] = tmp
+        if failure is not None:
+            for tmp in staged.values():
+                tmp.unlink(missing_ok=True)
+            raise failure
+        return staged
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(_FETCH_THREADS, thread_name_prefix="glade-io")
+        return self._pool
 
     def pull_messages(self, message_ids: Iterable[str], *, timeout: float = 0.0) -> list[Message]:
         ids = list(message_ids)
@@ -168,9 +235,7 @@ class ServerAppIoGrid(BaseGrid):
         if len(remote) <= 1:
             found.update((oid, one(oid)) for oid in remote)
         else:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(_FETCH_THREADS, thread_name_prefix="glade-fetch")
-            found.update(zip(remote, self._pool.map(one, remote), strict=True))
+            found.update(zip(remote, self._executor().map(one, remote), strict=True))
         return found
 
     def report(self, event: RunEvent) -> None:
@@ -189,3 +254,7 @@ class ServerAppIoGrid(BaseGrid):
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+def _hash(array: Array) -> str:
+    return array.sha256  # cached on the Array (hashlib lets go of the GIL meanwhile)

@@ -11,6 +11,7 @@ uploaded just before the message referring to it survives.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import mmap
@@ -27,7 +28,14 @@ from glade.transport.chunks import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_OBJECT_SIZE
 from glade.transport.object_wire import encode_chunk
 from glade.transport.v1 import message_pb2 as pb
 
-__all__ = ["ObjectStore", "map_object", "object_path", "write_object"]
+__all__ = [
+    "ObjectStore",
+    "commit_temp",
+    "map_object",
+    "object_path",
+    "write_object",
+    "write_temp",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,17 +65,36 @@ def write_object(root: str | Path, object_id: str, data: memoryview) -> None:
     For a process the SuperLink started (its ServerApp): no upload, no second hash. The
     bytes appear under their name atomically (temp file, then rename).
     """
-    final = object_path(root, object_id)
-    if final.exists():
+    if object_path(root, object_id).exists():
         return
-    fd, tmp = tempfile.mkstemp(dir=Path(root) / "tmp", prefix=f"local-{object_id[:16]}")
+    commit_temp(root, object_id, write_temp(root, data))
+
+
+def write_temp(root: str | Path, data: memoryview) -> Path:
+    """Write bytes into a temporary file of the store under ``root`` (see :func:`commit_temp`).
+
+    With their id not known yet: a caller may hash them meanwhile, in another thread.
+    """
+    fd, tmp = tempfile.mkstemp(dir=Path(root) / "tmp", prefix="local-")
     try:
         with open(fd, "wb", closefd=True) as out:
             out.write(data)
-        final.parent.mkdir(exist_ok=True)
-        os.replace(tmp, final)
-    finally:
+    except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def commit_temp(root: str | Path, object_id: str, tmp: Path) -> None:
+    """Rename a :func:`write_temp` file into place as ``object_id`` (trusted to be its id);
+    if the object is stored already, the file is deleted instead."""
+    try:
+        final = object_path(root, object_id)
+        if not final.exists():
+            final.parent.mkdir(exist_ok=True)
+            os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def map_object(path: str | Path) -> memoryview:
@@ -123,8 +150,11 @@ class ObjectStore:
     def put_chunks(self, chunks: Iterable[pb.ObjectChunk]) -> tuple[str, int]:
         """Store one object from its chunks (any order, repeats allowed); returns (id, size).
 
-        Raises InvalidArgumentError/SerdeError for a bad stream (mixed ids, sizes that
-        disagree, missing bytes, a hash mismatch) and LimitExceededError for a too large one.
+        Chunks whose ``object_id`` is empty (all of them) upload an *unnamed* object: the
+        store names it by the SHA-256 it computes on the way, so the sender need not hash
+        it first. Raises InvalidArgumentError/SerdeError for a bad stream (mixed ids, sizes
+        that disagree, missing bytes, a hash mismatch) and LimitExceededError for a too large
+        one.
         """
         writer: _Writer | None = None
         try:
@@ -134,8 +164,8 @@ class ObjectStore:
                 writer.add(chunk)
             if writer is None:
                 raise InvalidArgumentError("empty object stream: no chunk was sent")
-            writer.finish(self.path(writer.object_id))
-            return writer.object_id, writer.total
+            object_id = writer.finish(self.root)
+            return object_id, writer.total
         finally:
             if writer is not None:
                 writer.discard()
@@ -169,13 +199,14 @@ class ObjectStore:
         return object_id
 
     def _writer(self, object_id: str, total: int) -> _Writer:
-        check_object_id(object_id)
+        if object_id:
+            check_object_id(object_id)
         if total > self.max_object_size:
             raise LimitExceededError(
-                f"object {object_id} has {total} bytes, more than the {self.max_object_size} "
-                "this SuperLink accepts"
+                f"object {object_id or '(unnamed)'} has {total} bytes, more than the "
+                f"{self.max_object_size} this SuperLink accepts"
             )
-        fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix=object_id[:16])
+        fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix=object_id[:16] or "unnamed")
         return _Writer(object_id, total, fd, Path(tmp))
 
     # -- reading ---------------------------------------------------------------------------
@@ -190,9 +221,22 @@ class ObjectStore:
         )
 
     def read_encoded(self, object_id: str, *, offset: int = 0) -> Iterator[bytes]:
-        """Like :meth:`read_chunks`, as serialized ObjectChunks (one copy of the data)."""
-        pieces = self._pieces(object_id, offset, self.chunk_size)
-        return (encode_chunk(object_id, pos, total, data) for pos, total, data in pieces)
+        """Like :meth:`read_chunks`, as serialized ObjectChunks (one copy of the data).
+
+        The file is memory-mapped and each chunk is encoded straight from the page cache;
+        the pages of a chunk are unmapped once it is encoded, so serving an object does
+        not grow this process's memory (RSS).
+        """
+        try:
+            mapping = self.map(object_id)
+        except ValueError:  # cannot be mapped (a special file): read it instead
+            pieces = self._pieces(object_id, offset, self.chunk_size)
+            return (encode_chunk(object_id, pos, total, data) for pos, total, data in pieces)
+        if offset > len(mapping):
+            raise InvalidArgumentError(
+                f"offset {offset} is beyond object {object_id} ({len(mapping)} B)"
+            )
+        return _encode_mapped(object_id, mapping, offset, self.chunk_size)
 
     def _pieces(self, object_id: str, offset: int, step: int) -> Iterator[tuple[int, int, bytes]]:
         try:
@@ -274,8 +318,33 @@ class ObjectStore:
         return removed, young
 
 
+def _encode_mapped(object_id: str, view: memoryview, offset: int, step: int) -> Iterator[bytes]:
+    total = len(view)
+    mapping = view.obj if isinstance(view.obj, mmap.mmap) else None
+    try:
+        pos = offset
+        while True:
+            end = min(pos + step, total)
+            yield encode_chunk(object_id, pos, total, view[pos:end])
+            if mapping is not None and end > pos:  # drop the pages from our RSS (cache keeps them)
+                start = pos - pos % mmap.PAGESIZE
+                with contextlib.suppress(OSError, ValueError):
+                    mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
+            pos = end
+            if pos >= total:
+                return
+    finally:
+        view.release()
+        if mapping is not None:
+            with contextlib.suppress(BufferError):
+                mapping.close()
+
+
 class _Writer:
-    """One upload in progress: a temp file, the ranges received, the hash of the prefix."""
+    """One upload in progress: a temp file, the ranges received, the hash of the prefix.
+
+    ``object_id`` empty: an unnamed upload, named by its hash at :meth:`finish`.
+    """
 
     def __init__(self, object_id: str, total: int, fd: int, tmp: Path) -> None:
         self.object_id = object_id
@@ -291,26 +360,37 @@ class _Writer:
         if chunk.object_id != self.object_id:
             raise InvalidArgumentError(
                 f"a stream may carry one object: got a chunk of {chunk.object_id!r} in the "
-                f"stream of {self.object_id}"
+                f"stream of {self._name}"
             )
         if chunk.total_size != self.total:
             raise InvalidArgumentError(
-                f"object {self.object_id}: chunks disagree on its size "
+                f"object {self._name}: chunks disagree on its size "
                 f"({self.total} then {chunk.total_size} bytes)"
             )
         data = chunk.data
         start, end = chunk.offset, chunk.offset + len(data)
         if end > self.total:
             raise InvalidArgumentError(
-                f"object {self.object_id}: chunk [{start}, {end}) lies beyond its {self.total} B"
+                f"object {self._name}: chunk [{start}, {end}) lies beyond its {self.total} B"
             )
         if start == end:
             return
+        if self._hashed >= 0 and self._overlaps(start, end):
+            # bytes sent again, perhaps different ones, replace what was hashed: the hash
+            # must come from what is on disk
+            self._hashed = -1
         os.pwrite(self._fd, data, start)
         if start == self._hashed:
             self._hasher.update(data)
             self._hashed = end
         self._merge(start, end)
+
+    @property
+    def _name(self) -> str:
+        return self.object_id or "(unnamed)"
+
+    def _overlaps(self, start: int, end: int) -> bool:
+        return any(a < end and start < b for a, b in self._ranges)
 
     def _merge(self, start: int, end: int) -> None:
         ranges = self._ranges
@@ -327,23 +407,27 @@ class _Writer:
                 merged.append([a, b])
         self._ranges = merged
 
-    def finish(self, final: Path) -> None:
+    def finish(self, root: Path) -> str:
+        """Check the bytes against the id (or name them, unnamed) and move the file into
+        place under ``root``; returns the id."""
         complete = self.total == 0 or self._ranges == [[0, self.total]]
         if not complete:
             got = sum(b - a for a, b in self._ranges)
-            raise SerdeError(f"object {self.object_id} is incomplete: {got} of {self.total} B")
+            raise SerdeError(f"object {self._name} is incomplete: {got} of {self.total} B")
         # chunks that came out of order were not hashed on the way: hash what is on disk
         in_order = self._hashed == self.total
         digest = self._hasher.hexdigest() if in_order else _hash_file(self._tmp)
-        if digest != self.object_id:
+        if self.object_id and digest != self.object_id:
             raise SerdeError(
                 f"object {self.object_id} does not match its bytes (sha256 {digest}): "
                 "corrupted in transit or a wrong id"
             )
         os.close(self._fd)
         self._fd = -1
+        final = object_path(root, digest)
         final.parent.mkdir(exist_ok=True)
-        os.replace(self._tmp, final)
+        os.replace(self._tmp, final)  # the same bytes, if it was there already
+        return digest
 
     def discard(self) -> None:
         if self._fd >= 0:

@@ -60,7 +60,9 @@ class ObjectRpcs:
         return run_pb2.HasObjectsResponse(missing=self.store.missing(ids))
 
     def push(self, chunks: Iterator[pb.ObjectChunk], owner: Hashable) -> run_pb2.PushObjectResponse:
+        """Store an uploaded object; an unnamed one (empty ids) is named by its hash."""
         object_id, size = self.store.put_chunks(_pinning(chunks, self.garbage, owner))
+        self.garbage.pin(owner, [object_id])  # an unnamed one gets its pin now
         return run_pb2.PushObjectResponse(object_id=object_id, size=size)
 
     def pull(self, request: run_pb2.PullObjectRequest) -> Iterator[bytes]:
@@ -72,7 +74,7 @@ class ObjectRpcs:
 def _pinning(chunks: Iterator[Any], garbage: GarbageCollector, owner: Hashable) -> Iterator[Any]:
     first = True
     for chunk in chunks:
-        if first:
+        if first and chunk.object_id:  # before the object lands: GC may run meanwhile
             garbage.pin(owner, [chunk.object_id])
-            first = False
+        first = False
         yield chunk

@@ -4,8 +4,10 @@ The process is the simulation's worker process (:class:`~glade.simulation.local.
 with one worker serving this one node): it imports the ClientApp once from the run's
 extracted bundle, keeps the node's :class:`~glade.Context` across rounds, and turns a crash
 into ``CLIENT_APP_CRASHED`` error replies (then starts afresh). Large arrays reach it through
-shared memory. It is started on the run's first message, from a thread of its own, so that
-a slow import never holds up the node's other runs.
+shared memory: the node receives them straight into
+:class:`~glade.simulation.shm.SharedBuffers`, which the process maps (no copy). It is started
+on the run's first message, from a thread of its own, so that a slow import never holds up
+the node's other runs.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from glade.errors import AppLoadError, ConfigError, GladeError, SerdeError, Tran
 from glade.message import Error, ErrorCode, Message
 from glade.simulation.backend import ClientAppSpec, NodeSpec, ReplyCallback
 from glade.simulation.local import LocalBackend
+from glade.simulation.shm import SharedBuffers
 from glade.supernode.backoff import Backoff
 
 __all__ = ["PreparedRun", "RunApp"]
@@ -59,6 +62,7 @@ class RunApp:
         on_replies: ReplyCallback,
         backoff: Backoff,
         startup_timeout_s: float = 300.0,
+        shared: SharedBuffers | None = None,
     ) -> None:
         self.run_id = run_id
         self._node = node
@@ -66,6 +70,7 @@ class RunApp:
         self._on_replies = on_replies
         self._backoff = backoff
         self._startup_timeout_s = startup_timeout_s
+        self._shared = shared
         self._queue: queue.SimpleQueue[list[Message] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -139,7 +144,9 @@ class RunApp:
         prepared = self._prepared()
         if prepared is None:
             return None
-        backend = LocalBackend(num_workers=1, startup_timeout=self._startup_timeout_s)
+        backend = LocalBackend(
+            num_workers=1, startup_timeout=self._startup_timeout_s, shared=self._shared
+        )
         with self._lock:
             if self._closed.is_set():
                 return None

@@ -21,8 +21,8 @@ from __future__ import annotations
 import bisect
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -33,7 +33,9 @@ from glade.transport.v1 import message_pb2 as pb
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_MAX_OBJECT_SIZE",
+    "Allocate",
     "ChunkAssembler",
+    "ReceiveBuffer",
     "assemble_chunks",
     "iter_chunks",
 ]
@@ -44,6 +46,42 @@ DEFAULT_MAX_OBJECT_SIZE = 4 * 1024**3
 """Largest object a ChunkAssembler accepts unless told otherwise (one array, not a model)."""
 
 _OBJECT_ID = re.compile(r"[0-9a-f]{64}")
+
+
+class ReceiveBuffer(Protocol):
+    """Where a :class:`ChunkAssembler` puts the bytes of an object (see :data:`Allocate`)."""
+
+    @property
+    def array(self) -> np.ndarray[Any, np.dtype[np.uint8]]:
+        """All the bytes (the object's size), e.g. a view of shared memory."""
+        ...
+
+    def write(self, offset: int, data: np.ndarray[Any, np.dtype[np.uint8]]) -> None:
+        """Put ``data`` at ``offset`` (the assembler reads :attr:`array` only to compare
+        repeated chunks, and to hash chunks that came out of order)."""
+        ...
+
+    def close(self) -> None:
+        """Every byte was written (or the transfer failed)."""
+        ...
+
+
+Allocate = Callable[[int], "ReceiveBuffer | None"]
+"""Makes the buffer an object is received into: ``allocate(nbytes)`` returns a
+:class:`ReceiveBuffer` of ``nbytes`` (e.g. in shared memory), or None for private memory."""
+
+
+class _PrivateBuffer:
+    __slots__ = ("array",)
+
+    def __init__(self, nbytes: int) -> None:
+        self.array = np.empty(nbytes, dtype=np.uint8)  # untouched pages cost nothing yet
+
+    def write(self, offset: int, data: np.ndarray[Any, np.dtype[np.uint8]]) -> None:
+        self.array[offset : offset + data.size] = data
+
+    def close(self) -> None:
+        pass
 
 
 def _flat_view(data: Array | bytes | bytearray | memoryview) -> memoryview:
@@ -86,10 +124,12 @@ class ChunkAssembler:
 
     Chunks may come in any order and more than once (a repeated chunk must carry the same
     bytes). The buffer is allocated once, from the first chunk's ``total_size``, which must not
-    exceed ``max_size``. Every problem raises :class:`~glade.errors.SerdeError`.
+    exceed ``max_size``, by ``allocate`` if given (see :data:`Allocate`). Every problem raises
+    :class:`~glade.errors.SerdeError`.
     """
 
     __slots__ = (
+        "_allocate",
         "_buffer",
         "_ends",
         "_hashed",
@@ -101,13 +141,20 @@ class ChunkAssembler:
         "_total",
     )
 
-    def __init__(self, object_id: str, *, max_size: int = DEFAULT_MAX_OBJECT_SIZE) -> None:
+    def __init__(
+        self,
+        object_id: str,
+        *,
+        max_size: int = DEFAULT_MAX_OBJECT_SIZE,
+        allocate: Allocate | None = None,
+    ) -> None:
         if not isinstance(object_id, str) or not _OBJECT_ID.fullmatch(object_id):
             raise SerdeError(f"invalid object id {object_id!r}: expected 64 lowercase hex digits")
+        self._allocate = allocate
         self._object_id = object_id
         self._max_size = max_size
         self._total: int | None = None
-        self._buffer: np.ndarray[Any, np.dtype[np.uint8]] | None = None
+        self._buffer: ReceiveBuffer | None = None
         self._starts: list[int] = []  # disjoint received ranges [start, end), sorted, merged
         self._ends: list[int] = []
         self._received = 0
@@ -141,17 +188,18 @@ class ChunkAssembler:
         buffer = self._buffer_for(chunk.total_size)
         data = chunk.data  # upb copies on every access: read it once
         start, end = chunk.offset, chunk.offset + len(data)
-        if end > buffer.size:
+        if end > chunk.total_size:
             raise SerdeError(
                 f"object {self._object_id}: chunk [{start}, {end}) lies beyond its "
-                f"{buffer.size} bytes"
+                f"{chunk.total_size} bytes"
             )
         if start < end:
-            self._store(buffer, start, end, np.frombuffer(data, dtype=np.uint8))
-            self._hash_prefix(buffer)
+            array = np.frombuffer(data, dtype=np.uint8)
+            self._store(buffer, start, end, array)
+            self._hash_prefix(buffer, start, array)
         return self.complete
 
-    def _buffer_for(self, total: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    def _buffer_for(self, total: int) -> ReceiveBuffer:
         if self._buffer is not None:
             if total != self._total:
                 raise SerdeError(
@@ -167,11 +215,18 @@ class ChunkAssembler:
                 "allowed"
             )
         self._total = total
-        self._buffer = np.empty(total, dtype=np.uint8)  # untouched pages cost nothing yet
-        return self._buffer
+        buffer = self._allocate(total) if self._allocate is not None else None
+        if buffer is None:
+            buffer = _PrivateBuffer(total)
+        elif buffer.array.dtype != np.uint8 or buffer.array.shape != (total,):
+            array = buffer.array
+            buffer.close()
+            raise ValueError(f"allocate({total}) returned a {array.dtype}{array.shape} buffer")
+        self._buffer = buffer
+        return buffer
 
     def _store(
-        self, buffer: np.ndarray[Any, Any], start: int, end: int, data: np.ndarray[Any, Any]
+        self, buffer: ReceiveBuffer, start: int, end: int, data: np.ndarray[Any, Any]
     ) -> None:
         """Write the parts of [start, end) not received yet; check the parts already there."""
         lo = bisect.bisect_left(self._ends, start)  # first range ending at or after start
@@ -179,11 +234,11 @@ class ChunkAssembler:
         pos = start
         for a, b in zip(self._starts[lo:hi], self._ends[lo:hi], strict=True):
             if pos < a:
-                buffer[pos:a] = data[pos - start : a - start]
+                buffer.write(pos, data[pos - start : a - start])
                 self._received += a - pos
             overlap_end = min(b, end)
             if pos < overlap_end and not np.array_equal(
-                buffer[pos:overlap_end], data[pos - start : overlap_end - start]
+                buffer.array[pos:overlap_end], data[pos - start : overlap_end - start]
             ):
                 raise SerdeError(
                     f"object {self._object_id}: a repeated chunk at offset {start} carries "
@@ -191,16 +246,23 @@ class ChunkAssembler:
                 )
             pos = max(pos, overlap_end)
         if pos < end:
-            buffer[pos:end] = data[pos - start :]
+            buffer.write(pos, data[pos - start :])
             self._received += end - pos
         new_start = min(start, self._starts[lo]) if lo < hi else start
         new_end = max(end, self._ends[hi - 1]) if lo < hi else end
         self._starts[lo:hi] = [new_start]
         self._ends[lo:hi] = [new_end]
 
-    def _hash_prefix(self, buffer: np.ndarray[Any, Any]) -> None:
-        if self._starts and self._starts[0] == 0 and self._ends[0] > self._hashed:
-            self._hasher.update(buffer[self._hashed : self._ends[0]].data)
+    def _hash_prefix(self, buffer: ReceiveBuffer, start: int, data: np.ndarray[Any, Any]) -> None:
+        """Hash the contiguous prefix received so far: from the chunk itself when it extends
+        the prefix (the usual case), else from the buffer (chunks that came out of order)."""
+        if not (self._starts and self._starts[0] == 0):
+            return
+        if start <= self._hashed < start + data.size:
+            self._hasher.update(data[self._hashed - start :].data)
+            self._hashed = start + data.size
+        if self._ends[0] > self._hashed:
+            self._hasher.update(buffer.array[self._hashed : self._ends[0]].data)
             self._hashed = self._ends[0]
 
     def finish(self) -> memoryview:
@@ -213,13 +275,14 @@ class ChunkAssembler:
         buffer, self._buffer = self._buffer, None
         if buffer is None:
             raise SerdeError(f"object {self._object_id} was already finished")
+        buffer.close()
         digest = self._hasher.hexdigest()
         if digest != self._object_id:
             raise SerdeError(
                 f"object {self._object_id} does not match its bytes (sha256 {digest}): "
                 "corrupted in transit"
             )
-        return buffer.data.toreadonly()
+        return buffer.array.data.toreadonly()
 
     def finish_array(self, *, dtype: str, shape: Iterable[int]) -> Array:
         """The verified bytes as an :class:`~glade.Array` (a zero-copy view)."""

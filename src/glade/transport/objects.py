@@ -22,15 +22,18 @@ status (:func:`~glade.transport.status.error_from_rpc`); an unreachable peer rai
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import grpc
 
 from glade.errors import SerdeError
+from glade.message import Message
 from glade.transport.chunks import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_MAX_OBJECT_SIZE,
+    Allocate,
     ChunkAssembler,
     iter_chunks,
 )
@@ -55,6 +58,8 @@ __all__ = [
     "pull_objects",
     "push_object",
     "push_objects",
+    "push_unnamed",
+    "upload_unhashed",
     "receive_objects",
     "send_objects",
     "split_inline",
@@ -68,6 +73,8 @@ SMALL_OBJECT = 64 * 1024
 """Objects up to this size travel inline, or are pushed without a HasObjects round trip."""
 MAX_INLINE_BYTES = 1024 * 1024
 """At most this many bytes of inline objects per request or batch."""
+
+_OBJECT_ID = re.compile(r"[0-9a-f]{64}")
 
 NODE_ID_KEY = "glade-node-id"
 RUN_ID_KEY = "glade-run-id"
@@ -152,6 +159,72 @@ def push_object(
         raise SerdeError(f"the peer stored object {response.object_id!r} when sent {object_id!r}")
 
 
+def push_unnamed(
+    stub: Any,
+    source: ObjectSource,
+    *,
+    metadata: Metadata = (),
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    timeout: float | None = None,
+) -> str:
+    """Upload one object without hashing it first; returns the id the peer named it by.
+
+    The chunks carry an empty object id: the receiver hashes the bytes as they arrive (it
+    would to verify them anyway) and stores the object under that hash. One SHA-256 pass
+    fewer for a sender that has not hashed the object yet (a SuperNode's reply), at the
+    price of asking whether the peer has it already. The returned id is trusted: the
+    sender's Arrays can be given it (see :meth:`glade.Array.sha256`).
+    """
+    chunks: Iterable[Any]
+    if getattr(stub, "raw_chunks", False):
+        chunks = iter_encoded_chunks(source, object_id="", chunk_size=chunk_size)
+    else:
+        chunks = iter_chunks(source, object_id="", chunk_size=chunk_size)
+    try:
+        response = stub.PushObject(chunks, metadata=metadata, timeout=timeout)
+    except grpc.RpcError as exc:
+        raise error_from_rpc(exc) from exc
+    object_id = str(response.object_id)
+    if not _OBJECT_ID.fullmatch(object_id) or response.size != _size(source):
+        raise SerdeError(
+            f"the peer stored an unnamed upload of {_size(source)} bytes as {object_id!r} "
+            f"({response.size} bytes)"
+        )
+    return object_id
+
+
+def upload_unhashed(
+    stub: Any,
+    messages: Iterable[Message],
+    *,
+    metadata: Metadata = (),
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    timeout: float | None = None,
+) -> list[str]:
+    """Upload, unnamed (:func:`push_unnamed`), the large arrays of ``messages`` that were
+    not hashed yet, and give each the id the peer named it by; returns those ids.
+
+    Encoding the messages afterwards (:func:`~glade.transport.codec.message_to_proto`)
+    hashes nothing large, and :func:`send_objects` finds these objects on the peer already.
+    """
+    uploaded: list[str] = []
+    seen: set[int] = set()
+    for message in messages:
+        for record in message.content.array_records.values() if message.content else ():
+            for array in record.values():
+                if array.nbytes <= SMALL_OBJECT or array._sha256 is not None:
+                    continue
+                if id(array) in seen:
+                    continue
+                seen.add(id(array))
+                object_id = push_unnamed(
+                    stub, array, metadata=metadata, chunk_size=chunk_size, timeout=timeout
+                )
+                array._sha256 = object_id  # what the peer computed from these very bytes
+                uploaded.append(object_id)
+    return uploaded
+
+
 def split_inline(
     objects: Mapping[str, ObjectSource],
     *,
@@ -211,11 +284,17 @@ def receive_objects(
     metadata: Metadata = (),
     max_size: int = DEFAULT_MAX_OBJECT_SIZE,
     timeout: float | None = None,
+    allocate: Allocate | None = None,
 ) -> dict[str, memoryview]:
-    """Every object a received MessageBatch refers to: inline ones checked, others pulled."""
+    """Every object a received MessageBatch refers to: inline ones checked, others pulled
+    (into buffers from ``allocate``, if given: see :class:`~glade.transport.chunks.Allocate`)."""
     found = inline_objects(batch.inline_objects, max_size=max_size)
     rest = [info.object_id for info in batch.objects if info.object_id not in found]
-    found.update(pull_objects(stub, rest, metadata=metadata, max_size=max_size, timeout=timeout))
+    found.update(
+        pull_objects(
+            stub, rest, metadata=metadata, max_size=max_size, timeout=timeout, allocate=allocate
+        )
+    )
     return found
 
 
@@ -226,13 +305,14 @@ def pull_object(
     metadata: Metadata = (),
     max_size: int = DEFAULT_MAX_OBJECT_SIZE,
     timeout: float | None = None,
+    allocate: Allocate | None = None,
 ) -> memoryview:
     """Download one object (PullObject stream) and verify it; returns its read-only bytes.
 
     Raises :class:`~glade.errors.SerdeError` if the bytes do not hash to ``object_id`` or the
-    object is larger than ``max_size``.
+    object is larger than ``max_size``. ``allocate`` makes the buffer (default: private memory).
     """
-    assembler = ChunkAssembler(object_id, max_size=max_size)
+    assembler = ChunkAssembler(object_id, max_size=max_size, allocate=allocate)
     request = run_pb2.PullObjectRequest(object_id=object_id)
     try:
         for chunk in stub.PullObject(request, metadata=metadata, timeout=timeout):
@@ -249,11 +329,17 @@ def pull_objects(
     metadata: Metadata = (),
     max_size: int = DEFAULT_MAX_OBJECT_SIZE,
     timeout: float | None = None,
+    allocate: Allocate | None = None,
 ) -> dict[str, memoryview]:
     """Download and verify several objects (each once); returns id -> bytes."""
     return {
         object_id: pull_object(
-            stub, object_id, metadata=metadata, max_size=max_size, timeout=timeout
+            stub,
+            object_id,
+            metadata=metadata,
+            max_size=max_size,
+            timeout=timeout,
+            allocate=allocate,
         )
         for object_id in dict.fromkeys(object_ids)
     }
