@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -13,14 +14,25 @@ import pytest
 
 from glade.bundle import (
     MANIFEST_NAME,
+    SIGNATURE_NAME,
     BundleManifest,
     build_bundle,
     bundle_files,
+    bundle_signer,
     extract_bundle,
     read_bundle,
     read_bundle_pyproject,
 )
-from glade.errors import ConfigError, SerdeError
+from glade.bundle_policy import (
+    DEFAULT_MAX_BUNDLE_BYTES,
+    BundlePolicy,
+    format_size,
+    parse_file_types,
+    parse_size,
+)
+from glade.errors import AccessDeniedError, ConfigError, LimitExceededError, SerdeError
+from glade.keypairs import PrivateKey
+from glade.templates import TEMPLATES, render_project
 
 PYPROJECT = """
 [project]
@@ -141,9 +153,9 @@ def test_nested_gitignore_applies_below_its_folder(tmp_path):
 def test_missing_pyproject_and_oversized_apps_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"no pyproject\.toml"):
         build_bundle(tmp_path)
-    root = _project(tmp_path / "app", {"big.bin": "x" * 5000})
-    with pytest.raises(ConfigError, match="more than 1000 bytes"):
-        build_bundle(root, max_bytes=1000)
+    root = _project(tmp_path / "app", {"big.txt": "x" * 5000})
+    with pytest.raises(ConfigError, match=r"more than the 1000 bytes .*the largest is big\.txt"):
+        build_bundle(root, policy=BundlePolicy(max_bytes=1000))
 
 
 def test_extract_writes_the_verified_files(tmp_path):
@@ -224,8 +236,8 @@ def test_wrong_bundle_id_and_size_cap(tmp_path):
     bundle = build_bundle(_project(tmp_path / "app", {"big.txt": "y" * 10_000}))
     with pytest.raises(SerdeError, match="not the bundle id"):
         extract_bundle(bundle.data, tmp_path / "out", bundle_id="0" * 64)
-    with pytest.raises(SerdeError, match="larger than allowed"):
-        extract_bundle(bundle.data, tmp_path / "out", max_bytes=5000)
+    with pytest.raises(LimitExceededError, match=r"--max-bundle-size \(the largest is 'big\.txt'"):
+        extract_bundle(bundle.data, tmp_path / "out", policy=BundlePolicy(max_bytes=5000))
     with pytest.raises(SerdeError, match="more than 2"):
         read_bundle(bundle.data, max_files=2)
     assert not (tmp_path / "out").exists()
@@ -262,3 +274,153 @@ def test_the_bundled_pyproject_is_read_verified(tmp_path):
                 manifest={"publisher": "p", "name": "n", "version": "1", "files": forged},
             )
         )
+
+
+# -- policy: file types and size -----------------------------------------------------------
+def test_the_default_policy_allows_code_config_and_docs_only():
+    policy = BundlePolicy()
+    allowed = ["a/b.py", "pyproject.toml", "README.md", "notes.TXT", ".gitignore", "LICENSE"]
+    refused = ["model.bin", "lib.so", "data.csv", "x.pyc", "run.sh", "Makefile", "w.npz"]
+    assert all(policy.allows(name) for name in allowed)
+    assert not any(policy.allows(name) for name in refused)
+    assert policy.max_bytes == DEFAULT_MAX_BUNDLE_BYTES == 100 * 2**20
+    assert BundlePolicy(file_types=None).allows("anything.bin")
+
+
+def test_sizes_and_file_types_parse_from_flags():
+    assert parse_size("100MB") == 100_000_000
+    assert parse_size("1GiB") == 2**30
+    assert parse_size("2048") == parse_size(2048) == 2048
+    assert parse_size("1.5 KiB") == 1536
+    for bad in ("", "ten", "5 parsecs", "-1", "0"):
+        with pytest.raises(ConfigError):
+            parse_size(bad)
+    assert parse_file_types(".py, .toml,LICENSE") == (".py", ".toml", "LICENSE")
+    assert parse_file_types("*") is None
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        parse_file_types(".py,*")
+    with pytest.raises(ConfigError, match="between 1 byte and 1 GiB"):
+        BundlePolicy(max_bytes=2**31)
+    assert format_size(DEFAULT_MAX_BUNDLE_BYTES) == "100 MiB"
+
+
+@pytest.mark.parametrize("template", sorted(TEMPLATES))
+def test_every_template_builds_under_the_default_policy(template, tmp_path):
+    render_project(template, project_name="demo-app", dest=tmp_path / "app")
+    bundle = build_bundle(tmp_path / "app")
+    BundlePolicy().check_members(dict.fromkeys(bundle.manifest.files, 0))
+    assert read_bundle(bundle.data, policy=BundlePolicy()) == bundle.manifest
+
+
+def test_build_names_a_file_of_a_disallowed_type_and_the_project_can_allow_it(tmp_path):
+    root = _project(tmp_path / "app", {"demo/weights.onnx": "w"})
+    with pytest.raises(ConfigError, match=r"demo/weights\.onnx is not a file type") as info:
+        build_bundle(root)
+    assert ".gitignore" in str(info.value) and "extra-file-types" in str(info.value)
+    text = (root / "pyproject.toml").read_text()
+    (root / "pyproject.toml").write_text(
+        text + '\n[tool.glade.bundle]\nextra-file-types = [".onnx"]\n'
+    )
+    assert "demo/weights.onnx" in build_bundle(root).manifest.files
+    (root / "demo" / "weights.onnx").unlink()
+    (root / "pyproject.toml").write_text(text + '\n[tool.glade.bundle]\nmax-size = "10"\n')
+    with pytest.raises(ConfigError, match="more than the 10 bytes"):
+        build_bundle(tmp_path / "app")
+    (root / "pyproject.toml").write_text(text + "\n[tool.glade.bundle]\nmax-bytes = 1\n")
+    with pytest.raises(ConfigError, match="unknown key"):
+        build_bundle(tmp_path / "app")
+
+
+def test_reserved_names_cannot_be_bundled(tmp_path):
+    root = _project(tmp_path / "app", {SIGNATURE_NAME: "{}"})
+    with pytest.raises(ConfigError, match="reserved"):
+        build_bundle(root)
+
+
+def test_readers_enforce_their_own_policy(tmp_path):
+    root = _project(tmp_path / "app", {"demo/lib.so": "ELF"})
+    bundle = build_bundle(root, policy=BundlePolicy(file_types=None))
+    assert read_bundle(bundle.data) == bundle.manifest  # no policy: the hard limits only
+    with pytest.raises(
+        SerdeError, match=r"'demo/lib\.so' is not an allowed file type.*--bundle-file-types"
+    ):
+        read_bundle(bundle.data, policy=BundlePolicy())
+    with pytest.raises(SerdeError, match="not an allowed file type"):
+        extract_bundle(bundle.data, tmp_path / "out", policy=BundlePolicy())
+    assert not (tmp_path / "out").exists()
+    wide = BundlePolicy(file_types=(*BundlePolicy().file_types, ".so"))
+    assert read_bundle(bundle.data, policy=wide) == bundle.manifest
+
+
+# -- publisher signatures ------------------------------------------------------------------
+def _rezip(data: bytes, change) -> bytes:
+    """The bundle's members, passed through ``change(members) -> members``, zipped again."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, content in change(members).items():
+            zf.writestr(name, content)
+    return out.getvalue()
+
+
+def test_a_signed_bundle_names_its_verified_signer(tmp_path):
+    key = PrivateKey.generate()
+    root = _project(tmp_path / "app")
+    bundle = build_bundle(root, signing_key=key)
+    assert bundle.signer == key.public_key == bundle_signer(bundle.data)
+    assert build_bundle(root, signing_key=key).data == bundle.data  # still deterministic
+    assert bundle_signer(build_bundle(root).data) is None
+    assert SIGNATURE_NAME not in bundle.manifest.files
+    trusted = BundlePolicy(trusted_publishers=(key.public_key,))
+    out = extract_bundle(bundle.data, tmp_path / "out", policy=trusted)
+    assert not (out / SIGNATURE_NAME).exists() and (out / "demo" / "client.py").is_file()
+
+
+def test_unsigned_and_untrusted_bundles_are_refused_where_publishers_are_trusted(tmp_path):
+    publisher, stranger = PrivateKey.generate(), PrivateKey.generate()
+    root = _project(tmp_path / "app")
+    trusted = BundlePolicy(trusted_publishers=(publisher.public_key,))
+    with pytest.raises(AccessDeniedError, match=r"not signed.*--trusted-publishers"):
+        read_bundle(build_bundle(root).data, policy=trusted)
+    signed = build_bundle(root, signing_key=stranger)
+    with pytest.raises(AccessDeniedError, match=re.escape(stranger.public_key.fingerprint)):
+        extract_bundle(signed.data, tmp_path / "out", policy=trusted)
+    assert not (tmp_path / "out").exists()
+    assert read_bundle(signed.data) == signed.manifest  # no trust list: any valid signature
+
+
+def test_altered_or_forged_signed_bundles_are_refused(tmp_path):
+    key, other = PrivateKey.generate(), PrivateKey.generate()
+    bundle = build_bundle(_project(tmp_path / "app"), signing_key=key)
+
+    def new_code(members):  # a file changed and the manifest updated to match
+        members["demo/client.py"] = b"import os\n"
+        manifest = json.loads(members[MANIFEST_NAME])
+        manifest["files"]["demo/client.py"] = hashlib.sha256(b"import os\n").hexdigest()
+        members[MANIFEST_NAME] = json.dumps(manifest).encode()
+        return members
+
+    def other_key(members):  # the signature claims another publisher
+        doc = json.loads(members[SIGNATURE_NAME])
+        doc["public_key"] = other.public_key.to_openssh()
+        members[SIGNATURE_NAME] = json.dumps(doc).encode()
+        return members
+
+    def garbled(members):
+        members[SIGNATURE_NAME] = b"{not json"
+        return members
+
+    for change, needle in [
+        (new_code, "signature does not match its manifest"),
+        (other_key, "signature does not match its manifest"),
+        (garbled, "glade-signature.json cannot be read"),
+    ]:
+        data = _rezip(bundle.data, change)
+        with pytest.raises(SerdeError, match=needle):
+            read_bundle(data)
+        with pytest.raises(SerdeError, match=needle):
+            bundle_signer(data)
+    code_only = _rezip(bundle.data, lambda m: {**m, "demo/client.py": b"import os\n"})
+    with pytest.raises(SerdeError, match="does not match its sha256"):
+        read_bundle(code_only)

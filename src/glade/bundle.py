@@ -10,11 +10,19 @@ for the same files (sorted entries, fixed timestamps and permissions), so an unc
 uploaded and cached once. Files matched by a ``.gitignore`` (at any level of the folder) are
 left out, and so are virtual environments, caches and VCS folders (:data:`ALWAYS_EXCLUDED`).
 
+A publisher may sign a bundle with an Ed25519 key (:mod:`glade.keypairs`): the signature of
+the manifest's exact bytes (which hash every file) and the signer's public key are stored in
+``glade-signature.json``, a member outside the manifest's file list (:class:`BundleSignature`).
+
 :func:`read_bundle` checks a bundle (safe member names, no links, every file against its hash
-in the manifest, size and count caps) and :func:`extract_bundle` does the same while writing
-the files into a folder, atomically: a folder that exists holds a complete, verified bundle.
-Problems with a bundle raise :class:`~glade.errors.SerdeError`; problems with the folder to
-pack raise :class:`~glade.errors.ConfigError`.
+in the manifest, a present signature against the manifest, and a
+:class:`~glade.bundle_policy.BundlePolicy`: size cap, file types, trusted publishers) and
+:func:`extract_bundle` does the same while writing the files into a folder, atomically: a
+folder that exists holds a complete, verified bundle. A malformed or forged bundle raises
+:class:`~glade.errors.SerdeError`, one over the size cap
+:class:`~glade.errors.LimitExceededError`, one without the signature of a trusted publisher
+:class:`~glade.errors.AccessDeniedError`; problems with the folder to pack raise
+:class:`~glade.errors.ConfigError`.
 
 >>> import pathlib, tempfile
 >>> root = pathlib.Path(tempfile.mkdtemp())
@@ -42,9 +50,17 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from glade.errors import ConfigError, SerdeError
+from glade.bundle_policy import (
+    MAX_BUNDLE_BYTES,
+    SIGNATURE_NAME,
+    BundlePolicy,
+    BundleSignature,
+    format_size,
+)
+from glade.errors import ConfigError, LimitExceededError, SerdeError
 from glade.files import write_atomic
 from glade.ignore import matching_files
+from glade.keypairs import PrivateKey, PublicKey
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -57,10 +73,13 @@ __all__ = [
     "MANIFEST_NAME",
     "MAX_BUNDLE_BYTES",
     "MAX_BUNDLE_FILES",
+    "SIGNATURE_NAME",
     "Bundle",
     "BundleManifest",
+    "BundleSignature",
     "build_bundle",
     "bundle_files",
+    "bundle_signer",
     "extract_bundle",
     "read_bundle",
     "read_bundle_pyproject",
@@ -69,8 +88,6 @@ __all__ = [
 MANIFEST_NAME = "glade-manifest.json"
 PYPROJECT = "pyproject.toml"
 BUNDLE_SUFFIX = ".glade"
-MAX_BUNDLE_BYTES = 1 << 30
-"""Largest total size of a bundle's files (uncompressed)."""
 MAX_BUNDLE_FILES = 10_000
 ALWAYS_EXCLUDED = (
     ".git/",
@@ -94,6 +111,7 @@ _FORMAT = 1
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold: fixed, for equal bytes
 _FILE_MODE = 0o100644 << 16
 _READ = 1 << 20
+_RESERVED = (MANIFEST_NAME, SIGNATURE_NAME)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,11 +163,12 @@ class BundleManifest:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Bundle:
-    """A built bundle: its zip bytes, its id (their SHA-256) and its manifest."""
+    """A built bundle: its zip bytes, its id (their SHA-256), its manifest and its signer."""
 
     data: bytes = field(repr=False)
     bundle_id: str
     manifest: BundleManifest
+    signer: PublicKey | None = None
 
     @property
     def file_name(self) -> str:
@@ -164,41 +183,79 @@ class Bundle:
 
 # -- building ------------------------------------------------------------------------------
 def build_bundle(
-    app_dir: str | Path, *, publisher: str | None = None, max_bytes: int = MAX_BUNDLE_BYTES
+    app_dir: str | Path,
+    *,
+    publisher: str | None = None,
+    policy: BundlePolicy | None = None,
+    signing_key: PrivateKey | None = None,
 ) -> Bundle:
     """Pack the project in ``app_dir`` (with its ``pyproject.toml``) into a bundle.
 
     The name and version come from ``[project]``; the publisher from ``publisher``, else
-    ``[tool.glade.app] publisher``, else the first of ``[project] authors``.
+    ``[tool.glade.app] publisher``, else the first of ``[project] authors``. The files must
+    fit ``policy`` (default: :meth:`BundlePolicy.for_project`), else
+    :class:`~glade.errors.ConfigError` names the first file that does not. With
+    ``signing_key`` the bundle is signed.
     """
     root = Path(app_dir).resolve()
     project = _read_pyproject(root)
-    files = bundle_files(root)
-    contents: dict[str, bytes] = {}
-    total = 0
-    for name in files:
-        data = (root / name).read_bytes()
-        total += len(data)
-        if total > max_bytes or len(contents) >= MAX_BUNDLE_FILES:
-            raise ConfigError(
-                f"{root} holds more than {max_bytes} bytes or {MAX_BUNDLE_FILES} files to "
-                "bundle: keep data sets and outputs out of the app folder, or list them in "
-                ".gitignore"
-            )
-        contents[name] = data
+    if policy is None:
+        policy = BundlePolicy.for_project(project, where=str(root / PYPROJECT))
+    contents = _bundled_contents(root, policy)
     manifest = BundleManifest(
         publisher=publisher or _publisher(project),
         name=str(project.get("project", {}).get("name") or root.name),
         version=str(project.get("project", {}).get("version") or "0.0.0"),
         files={name: hashlib.sha256(data).hexdigest() for name, data in contents.items()},
     )
+    manifest_bytes = manifest.to_json()
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as zf:
-        _write_member(zf, MANIFEST_NAME, manifest.to_json())
+        _write_member(zf, MANIFEST_NAME, manifest_bytes)
+        if signing_key is not None:
+            signature = BundleSignature.sign(signing_key, manifest_bytes)
+            _write_member(zf, SIGNATURE_NAME, signature.to_json())
         for name, data in contents.items():
             _write_member(zf, name, data)
     data = out.getvalue()
-    return Bundle(data=data, bundle_id=hashlib.sha256(data).hexdigest(), manifest=manifest)
+    return Bundle(
+        data=data,
+        bundle_id=hashlib.sha256(data).hexdigest(),
+        manifest=manifest,
+        signer=signing_key.public_key if signing_key is not None else None,
+    )
+
+
+def _bundled_contents(root: Path, policy: BundlePolicy) -> dict[str, bytes]:
+    """The bytes of each file to bundle, after checking names, types, count and size."""
+    files = bundle_files(root)
+    reserved = next((name for name in files if name in _RESERVED), None)
+    if reserved is not None:
+        raise ConfigError(f"{root / reserved}: this name is reserved in app bundles; rename it")
+    bad = policy.first_disallowed(files)
+    if bad is not None:
+        raise ConfigError(
+            f"{root / bad} is not a file type app bundles may hold ({policy.describe_types()})"
+            ": leave it out with a .gitignore entry, or, if your SuperLink and SuperNodes "
+            "accept its type, add it to extra-file-types in [tool.glade.bundle] in pyproject.toml"
+        )
+    if len(files) > MAX_BUNDLE_FILES:
+        raise ConfigError(
+            f"{root} holds {len(files)} files to bundle, more than {MAX_BUNDLE_FILES}: keep "
+            "data sets and outputs out of the app folder, or list them in .gitignore"
+        )
+    sizes = {name: (root / name).stat().st_size for name in files}
+    total = sum(sizes.values())
+    if total > policy.max_bytes:
+        largest = max(sizes, key=lambda n: sizes[n])
+        raise ConfigError(
+            f"{root} holds {format_size(total)} of files to bundle, more than the "
+            f"{format_size(policy.max_bytes)} an app bundle may hold (the largest is {largest}, "
+            f"{format_size(sizes[largest])}): keep data sets and outputs out of the app folder "
+            "or list them in .gitignore (or raise max-size in [tool.glade.bundle] if your "
+            "SuperLink and SuperNodes accept more)"
+        )
+    return {name: (root / name).read_bytes() for name in files}
 
 
 def _write_member(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
@@ -247,18 +304,30 @@ def read_bundle(
     source: bytes | str | Path,
     *,
     bundle_id: str | None = None,
-    max_bytes: int = MAX_BUNDLE_BYTES,
+    policy: BundlePolicy | None = None,
     max_files: int = MAX_BUNDLE_FILES,
 ) -> BundleManifest:
     """Check a bundle (bytes or a file) completely and return its manifest.
 
-    With ``bundle_id``, the zip's SHA-256 must equal it. Raises
-    :class:`~glade.errors.SerdeError` naming the first problem found.
+    With ``bundle_id``, the zip's SHA-256 must equal it; ``policy`` defaults to
+    :meth:`BundlePolicy.unrestricted`. Raises :class:`~glade.errors.SerdeError`,
+    :class:`~glade.errors.LimitExceededError` or :class:`~glade.errors.AccessDeniedError`
+    naming the first problem found.
     """
-    for _name, blocks in _verified_members(source, bundle_id, max_bytes, max_files):
+    for _name, blocks in _verified_members(source, bundle_id, policy, max_files):
         for _block in blocks:
             pass
     return _manifest_of(source)
+
+
+def bundle_signer(source: bytes | str | Path) -> PublicKey | None:
+    """The key that signed the bundle's manifest (None: unsigned).
+
+    Checks the signature against the manifest only; :func:`read_bundle` checks the files
+    too. Raises :class:`~glade.errors.SerdeError` if the signature does not verify.
+    """
+    with _open_zip(source) as zf:
+        return _signer(zf, _manifest_bytes(zf))
 
 
 def read_bundle_pyproject(
@@ -288,13 +357,13 @@ def extract_bundle(
     dest: str | Path,
     *,
     bundle_id: str | None = None,
-    max_bytes: int = MAX_BUNDLE_BYTES,
+    policy: BundlePolicy | None = None,
     max_files: int = MAX_BUNDLE_FILES,
 ) -> Path:
-    """Verify ``source`` and write its files into the folder ``dest``; returns ``dest``.
+    """Verify ``source`` (as :func:`read_bundle`) and write its files into the folder ``dest``.
 
-    The folder appears atomically, complete and verified; if it exists already it is
-    returned as it is (extract each bundle id into its own folder).
+    Returns ``dest``. The folder appears atomically, complete and verified; if it exists
+    already it is returned as it is (extract each bundle id into its own folder).
     """
     target = Path(dest)
     if target.is_dir():
@@ -302,7 +371,7 @@ def extract_bundle(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name[:24]}-"))
     try:
-        for name, data in _verified_members(source, bundle_id, max_bytes, max_files):
+        for name, data in _verified_members(source, bundle_id, policy, max_files):
             path = tmp.joinpath(*PurePosixPath(name).parts)
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "wb") as out:
@@ -325,14 +394,37 @@ def _open_zip(source: bytes | str | Path) -> zipfile.ZipFile:
         raise SerdeError(f"bad app bundle: not a readable zip file ({exc})") from None
 
 
+def _manifest_bytes(zf: zipfile.ZipFile) -> bytes:
+    try:
+        return zf.read(MANIFEST_NAME)
+    except KeyError:
+        raise SerdeError(
+            f"bad app bundle: no {MANIFEST_NAME} (build bundles with 'glade build')"
+        ) from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise SerdeError(f"bad app bundle: {MANIFEST_NAME} cannot be read ({exc})") from None
+
+
 def _manifest_of(source: bytes | str | Path) -> BundleManifest:
     with _open_zip(source) as zf:
-        try:
-            return BundleManifest.from_json(zf.read(MANIFEST_NAME))
-        except KeyError:
-            raise SerdeError(
-                f"bad app bundle: no {MANIFEST_NAME} (build bundles with 'glade build')"
-            ) from None
+        return BundleManifest.from_json(_manifest_bytes(zf))
+
+
+def _signer(zf: zipfile.ZipFile, manifest: bytes) -> PublicKey | None:
+    try:
+        raw = zf.read(SIGNATURE_NAME)
+    except KeyError:
+        return None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise SerdeError(f"bad app bundle: {SIGNATURE_NAME} cannot be read ({exc})") from None
+    signature = BundleSignature.from_json(raw)
+    if not signature.verify(manifest):
+        raise SerdeError(
+            "bad app bundle: its publisher signature does not match its manifest (the "
+            f"bundle was altered after signing, or the signature is forged; key "
+            f"{signature.public_key.fingerprint})"
+        )
+    return signature.public_key
 
 
 def _check_name(info: zipfile.ZipInfo) -> str:
@@ -354,27 +446,36 @@ def _check_name(info: zipfile.ZipInfo) -> str:
 
 
 def _verified_members(
-    source: bytes | str | Path, bundle_id: str | None, max_bytes: int, max_files: int
+    source: bytes | str | Path,
+    bundle_id: str | None,
+    policy: BundlePolicy | None,
+    max_files: int,
 ) -> Iterator[tuple[str, Iterator[bytes]]]:
     """Yield (name, its blocks) of each file; every check runs before or while it is read."""
+    policy = policy if policy is not None else BundlePolicy.unrestricted()
     if bundle_id is not None:
         _check_id(source, bundle_id)
-    manifest = _manifest_of(source)
     with _open_zip(source) as zf:
+        manifest_bytes = _manifest_bytes(zf)
+        manifest = BundleManifest.from_json(manifest_bytes)
+        policy.check_signer(_signer(zf, manifest_bytes))
         infos = [i for i in zf.infolist() if not i.is_dir()]
-        if len(infos) > max_files + 1:
-            raise SerdeError(f"bad app bundle: {len(infos) - 1} files, more than {max_files}")
+        if len(infos) > max_files + len(_RESERVED):
+            raise SerdeError(f"bad app bundle: {len(infos)} files, more than {max_files}")
         members = {_check_name(i): i for i in infos}
         if len(members) != len(infos):
             raise SerdeError("bad app bundle: a file is stored twice")
-        present, listed = set(members) - {MANIFEST_NAME}, set(manifest.files)
+        present, listed = set(members) - set(_RESERVED), set(manifest.files)
         if present != listed:
             extra, missing = sorted(present - listed)[:5], sorted(listed - present)[:5]
             raise SerdeError(
                 f"bad app bundle: the zip and its manifest disagree (not in the manifest: "
                 f"{extra}; missing from the zip: {missing})"
             )
-        budget = [max_bytes]
+        if len(listed) > max_files:
+            raise SerdeError(f"bad app bundle: {len(listed)} files, more than {max_files}")
+        policy.check_members({name: members[name].file_size for name in sorted(listed)})
+        budget = [policy.max_bytes]
         for name in sorted(listed):
             yield name, _checked_blocks(zf, members[name], manifest.files[name], budget)
 
@@ -389,9 +490,13 @@ def _checked_blocks(
             while block := member.read(_READ):
                 budget[0] -= len(block)
                 if budget[0] < 0:
-                    raise SerdeError("bad app bundle: its files are larger than allowed")
+                    raise LimitExceededError(
+                        "app bundle refused: its files are larger than allowed (--max-bundle-size)"
+                    )
                 hasher.update(block)
                 yield block
+    except LimitExceededError:
+        raise
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise SerdeError(f"bad app bundle: {info.filename!r} cannot be read ({exc})") from None
     if hasher.hexdigest() != expected:

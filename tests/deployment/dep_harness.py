@@ -29,6 +29,10 @@ class Deployment:
     addresses: dict[str, Any] = field(default_factory=dict)
     ids: dict[int, int] = field(default_factory=dict)
     certs: Path | None = None  # a `glade certs create` folder: TLS (Fleet with mutual TLS)
+    node_auth: bool | None = None  # --node-auth / --no-node-auth (None: the default)
+    auth_keys: dict[int, Path] = field(default_factory=dict)  # node i -> its --auth-key
+    user_auth: bool | None = False  # --user-auth / --no-user-auth (None: the default)
+    superlink_args: list[str] = field(default_factory=list)  # more options (--init-admin ...)
 
     def _security(self, service: str) -> list[str]:
         if self.certs is None:
@@ -72,6 +76,9 @@ class Deployment:
             [
                 "superlink",
                 *self._security("superlink"),
+                *({True: ["--node-auth"], False: ["--no-node-auth"]}.get(self.node_auth, [])),
+                *({True: ["--user-auth"], False: ["--no-user-auth"]}.get(self.user_auth, [])),
+                *self.superlink_args,
                 "--control-address",
                 f"127.0.0.1:{ports['control']}",
                 "--fleet-address",
@@ -99,6 +106,7 @@ class Deployment:
             [
                 "supernode",
                 *self._security("supernode"),
+                *(["--auth-key", str(self.auth_keys[i])] if i in self.auth_keys else []),
                 "--superlink",
                 self.addresses["fleet"],
                 "--node-config",

@@ -18,7 +18,7 @@ def _certs(root: Path, name: str = "certs") -> Path:
 
 def test_a_run_completes_over_tls_and_a_wrong_ca_is_a_clear_error(deploy, fault_app, tmp_path):
     certs = _certs(tmp_path)
-    deployment = deploy(num_nodes=2, certs=certs)
+    deployment = deploy(num_nodes=2, certs=certs, node_auth=False)  # keys: test_deploy_node_auth
     deployment.add_to(fault_app)
     done = run_glade("run", ".", "dev", "-c", "num-server-rounds=1", cwd=fault_app, timeout=120)
     assert done.returncode == 0, done.stderr + deployment.logs()
@@ -54,3 +54,14 @@ def test_federations_need_tls_or_insecure(fault_app, tmp_path):
     (fault_app / "pyproject.toml").write_text(base + missing)
     result = glade_in_process("ls", "dev", "--app", str(fault_app))
     assert result.exit_code == 2 and "does not exist" in result.stderr, result.stderr
+
+
+def test_services_without_certificates_or_insecure_refuse_to_start(tmp_path):
+    link = glade_in_process(
+        "superlink", "--database", ":memory:", "--control-address", "127.0.0.1:0"
+    )
+    assert link.exit_code == 2, link.stderr
+    assert "needs TLS certificates" in link.stderr and "--insecure" in link.stderr
+    node = glade_in_process("supernode", "--superlink", "127.0.0.1:1", "--data-dir", str(tmp_path))
+    assert node.exit_code == 2, node.stderr
+    assert "--root-certificates" in node.stderr and "--insecure" in node.stderr

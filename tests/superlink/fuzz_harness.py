@@ -47,7 +47,6 @@ class Method:
     request_type: type[ProtoMessage]
     client_streaming: bool
     server_streaming: bool
-    authenticated: bool = False  # the target SuperLink checks credentials on this API
 
     @property
     def name(self) -> str:

@@ -308,3 +308,34 @@ def test_a_node_busy_with_a_long_upload_is_not_marked_offline(start_link) -> Non
         assert not link.state.get_node(node.node_id).online  # idle and silent: offline
     finally:
         node.close()
+
+
+def test_long_polls_beyond_the_waiting_limit_answer_at_once(start_link) -> None:
+    """Each waiting long-poll holds a server thread: past 3/4 of them a poll answers at once,
+    so heartbeats and transfers always find a thread, and nothing is lost."""
+    link = start_link(max_workers=4)  # 3 long-polls may wait
+    run_id = _running_run(link)
+    nodes = [FakeNode(link.addresses["fleet"]) for _ in range(4)]
+    try:
+        calls = []
+        for node in nodes[:3]:
+            request = fpb.PullMessagesRequest(node_id=node.node_id, wait_s=20, max_messages=10)
+            calls.append(node.stub.PullMessages.future(request, timeout=30))
+        assert wait_for(lambda: link.delivery.waiting_pulls == 3, 5)
+        started = time.monotonic()
+        assert nodes[3].pull(wait_s=20) == []  # no thread to wait in: empty, at once
+        assert time.monotonic() - started < 2.0
+        sent = _instruct(link, run_id, nodes[3].node_id)
+        assert [m.metadata.message_id for m in nodes[3].pull(wait_s=20)] == [
+            sent.metadata.message_id
+        ]
+        woken = _instruct(link, run_id, nodes[0].node_id)  # the waiting polls still deliver
+        assert [m.metadata.message_id for m in calls[0].result(timeout=10).messages] == [
+            woken.metadata.message_id
+        ]
+        for call in calls[1:]:
+            call.cancel()
+        assert wait_for(lambda: link.delivery.waiting_pulls == 0, 5)
+    finally:
+        for node in nodes:
+            node.close()

@@ -220,3 +220,33 @@ def test_replies_are_released_once_pulled_again(link: SuperLink, grid: ServerApp
         assert isinstance(reply.content["metrics"], MetricRecord)
     finally:
         node.close()
+
+
+def test_a_local_push_hashes_while_writing_and_leaves_no_temp_file(
+    link: SuperLink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import glade.superlink.grid as grid_module
+
+    node = FakeNode(link.addresses["fleet"])
+    tmp = link.store.root / "tmp"
+    try:
+        with channel(link.addresses["serverappio"]) as chan:
+            grid = ServerAppIoGrid(
+                chan, run_id=_running_run(link), token=TOKEN, object_dir=link.store.root
+            )
+            messages = _train([node.node_id], 300_000)
+            grid.push_messages(messages)
+            array = messages[0].content["arrays"]["w"]
+            assert link.store.verify(array.sha256)  # renamed into place under its id
+            assert list(tmp.iterdir()) == []
+
+            def full(root: object, data: memoryview) -> object:
+                raise OSError(28, "No space left on device")
+
+            monkeypatch.setattr(grid_module, "write_temp", full)
+            with pytest.raises(OSError, match="No space"):
+                grid.push_messages(_train([node.node_id], 300_001))
+            assert list(tmp.iterdir()) == []
+            grid.close()
+    finally:
+        node.close()

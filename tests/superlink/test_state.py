@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from glade.errors import ConfigError, InvalidStateError, NotFoundError
 from glade.superlink.sqlite_state import SqliteState
-from glade.superlink.state import RunInfo, RunStatus, State, StoredMessage, SubStatus
+from glade.superlink.state import (
+    AuditEntry,
+    NodeKey,
+    Role,
+    RunInfo,
+    RunStatus,
+    State,
+    StoredMessage,
+    SubStatus,
+    TokenInfo,
+    UserInfo,
+)
 
 
 @pytest.fixture(params=["file", "memory"])
@@ -189,4 +202,136 @@ def test_file_database_survives_reopen(tmp_path: Path) -> None:
     assert second.get_run(run) is not None
     assert second.read_log(run) == ("kept\n", 5)
     assert second.create_run(_run()) == run + 1
+    second.close()
+
+
+def test_users_roles_api_keys_and_the_last_admin(state: State) -> None:
+    state.add_user(UserInfo(name="root", role=Role.ADMIN, password_hash="h1", created_at=1.0))
+    state.add_user(UserInfo(name="ana", role=Role.USER, api_key_hash="k" * 64, created_at=2.0))
+    with pytest.raises(InvalidStateError, match="exists already"):
+        state.add_user(UserInfo(name="ana", role=Role.ADMIN))
+    assert [u.name for u in state.list_users()] == ["ana", "root"]
+    assert state.get_user("root") == UserInfo(
+        name="root", role=Role.ADMIN, password_hash="h1", created_at=1.0
+    )
+    assert state.get_user("nobody") is None
+    assert state.find_user_by_api_key("k" * 64).name == "ana"  # type: ignore[union-attr]
+    assert state.find_user_by_api_key("") is None
+    # the last admin can be neither demoted nor removed ...
+    with pytest.raises(InvalidStateError, match="last admin"):
+        state.update_user("root", role=Role.USER)
+    with pytest.raises(InvalidStateError, match="last admin"):
+        state.remove_user("root")
+    # ... until there is another
+    promoted = state.update_user("ana", role=Role.ADMIN, password_hash="h2")
+    assert promoted is not None and promoted.role == Role.ADMIN and promoted.password_hash == "h2"
+    assert promoted.api_key_hash == "k" * 64  # untouched
+    assert state.update_user("nobody", role=Role.USER) is None
+    state.add_token(TokenInfo(token_hash="t1", user="root", created_at=5.0, expires_at=9.0))
+    removed = state.remove_user("root")
+    assert removed is not None and removed.name == "root"
+    assert state.get_token("t1") is None  # a removed user's tokens go with it
+    assert state.remove_user("root") is None
+    with pytest.raises(ValueError, match="role"):
+        state.update_user("ana", role="owner")
+
+
+def test_tokens_expire_and_are_removed(state: State) -> None:
+    state.add_user(UserInfo(name="ana", role=Role.USER))
+    with pytest.raises(NotFoundError):
+        state.add_token(TokenInfo(token_hash="x", user="bob", created_at=0.0, expires_at=1.0))
+    state.add_token(TokenInfo(token_hash="a", user="ana", created_at=0.0, expires_at=10.0))
+    state.add_token(TokenInfo(token_hash="b", user="ana", created_at=0.0, expires_at=20.0))
+    assert state.get_token("a") == TokenInfo(
+        token_hash="a", user="ana", created_at=0.0, expires_at=10.0
+    )
+    assert state.prune_tokens(expired_at=15.0) == 1
+    assert state.get_token("a") is None and state.get_token("b") is not None
+    assert state.remove_token("b") and not state.remove_token("b")
+
+
+def test_node_keys_allow_list_names_and_binding(state: State) -> None:
+    one, two = bytes(range(32)), bytes(range(1, 33))
+    state.add_node_key(NodeKey(public_key=one, name="hospital-a", added_at=1.0, added_by="root"))
+    state.add_node_key(NodeKey(public_key=two, name="hospital-b", added_at=2.0))
+    with pytest.raises(InvalidStateError, match="name"):
+        state.add_node_key(NodeKey(public_key=bytes(32), name="hospital-a", added_at=3.0))
+    with pytest.raises(InvalidStateError, match="public key"):
+        state.add_node_key(NodeKey(public_key=one, name="other", added_at=3.0))
+    assert [k.name for k in state.list_node_keys()] == ["hospital-a", "hospital-b"]
+    assert state.get_node_key(one) == NodeKey(
+        public_key=one, name="hospital-a", added_at=1.0, added_by="root"
+    )
+    assert state.get_node_key(bytes(32)) is None
+    state.bind_node_key(two, 77)
+    assert state.get_node_key(two).node_id == 77  # type: ignore[union-attr]
+    with pytest.raises(NotFoundError):
+        state.bind_node_key(bytes(32), 1)
+    removed = state.remove_node_key("hospital-b")
+    assert removed is not None and removed.node_id == 77 and removed.public_key == two
+    assert state.remove_node_key("hospital-b") is None
+    assert state.get_node_key(two) is None
+    # a removed name and key can be added again
+    state.add_node_key(NodeKey(public_key=two, name="hospital-b", added_at=4.0))
+
+
+def test_audit_appends_in_order_and_lists_the_newest(state: State) -> None:
+    ids = [
+        state.append_audit(AuditEntry(entry_id=999, time=float(i), actor="root", action=f"a{i}"))
+        for i in range(5)
+    ]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    entries = state.list_audit()
+    assert [e.action for e in entries] == ["a0", "a1", "a2", "a3", "a4"]
+    assert entries[0] == AuditEntry(entry_id=ids[0], time=0.0, actor="root", action="a0")
+    assert [e.action for e in state.list_audit(limit=2)] == ["a3", "a4"]
+    assert [e.action for e in state.list_audit(after_id=ids[2])] == ["a3", "a4"]
+    assert state.list_audit(limit=0) == []
+
+
+def test_schema_1_database_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    first = SqliteState(path)
+    run = first.create_run(_run())
+    first.close()
+    # turn it into a version-1 database (the tables version 2 added did not exist)
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE users")
+    db.execute("DROP TABLE tokens")
+    db.execute("DROP TABLE node_keys")
+    db.execute("DROP TABLE audit")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    migrated = SqliteState(path)
+    assert migrated.schema_version() == 2
+    assert migrated.get_run(run) is not None
+    migrated.add_user(UserInfo(name="root", role=Role.ADMIN))
+    migrated.append_audit(AuditEntry(time=1.0, actor="root", action="login"))
+    migrated.close()
+    again = SqliteState(path)
+    assert again.get_user("root") is not None and len(again.list_audit()) == 1
+    again.close()
+
+
+def test_database_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version=99")
+    db.close()
+    with pytest.raises(ConfigError, match="newer"):
+        SqliteState(path)
+
+
+def test_users_keys_and_audit_survive_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    first = SqliteState(path)
+    first.add_user(UserInfo(name="root", role=Role.ADMIN, password_hash="h"))
+    first.add_node_key(NodeKey(public_key=bytes(32), name="n", added_at=1.0))
+    first.append_audit(AuditEntry(time=1.0, actor="root", action="user.add", target="root"))
+    first.close()
+    second = SqliteState(path)
+    assert second.get_user("root") == UserInfo(name="root", role=Role.ADMIN, password_hash="h")
+    assert [k.name for k in second.list_node_keys()] == ["n"]
+    assert [e.action for e in second.list_audit()] == ["user.add"]
     second.close()

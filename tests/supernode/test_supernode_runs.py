@@ -6,10 +6,11 @@ import time
 
 import psutil
 import pytest
-from glade_testing import wait_for
+from glade_testing import start_superlink, wait_for
 from sn_harness import run_and_wait
 
 from glade.message import ErrorCode
+from glade.superlink.client import ControlClient
 from glade.supernode.connection import GrpcConnection
 
 SIZE = 10
@@ -119,3 +120,39 @@ def test_large_arrays_travel_as_objects(superlink, control, make_app, start_node
     totals = sorted(total for total, _ in results[0]["ok"].values())
     assert totals == pytest.approx([base, base + size], rel=1e-6)
     assert len(nodes) == 2
+
+
+def test_an_instruction_offered_again_while_in_progress_is_not_run_or_pulled_twice(
+    make_app, start_node, monkeypatch
+):
+    """A lease shorter than the ClientApp's work: the SuperLink offers the instruction
+    again, and the node, still working on it, neither downloads its arrays again nor runs it."""
+    import hashlib
+
+    import numpy as np
+
+    import glade.transport.objects as objects
+
+    pulled: list[str] = []
+    real = objects.pull_object
+
+    def counting(stub, object_id, **kwargs):
+        pulled.append(object_id)
+        return real(stub, object_id, **kwargs)
+
+    monkeypatch.setattr(objects, "pull_object", counting)  # the in-process node's downloads
+    link = start_superlink(message_lease_s=0.3)
+    control = ControlClient(link.addresses["control"])
+    try:
+        node = start_node(link.addresses["fleet"], poll_wait_s=0.2)
+        size = 100_000
+        model = hashlib.sha256(np.arange(size, dtype=np.float32).tobytes()).hexdigest()
+        config = {"size": size, "client-mode": "sleep", "sleep": 2.0}
+        run, results, log = run_and_wait(control, make_app(), config)
+        node.stop(grace=2.0)
+    finally:
+        control.close()
+        link.stop(grace=1.0)
+    assert run.sub_status == "completed", log
+    assert results[0]["ok"][str(node.node_id)][1] == 1  # run once
+    assert pulled.count(model) == 1

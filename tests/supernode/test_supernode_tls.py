@@ -26,6 +26,8 @@ def _tls_link(certs: DevCertificates, *, mutual: bool = False):
         ssl_certfile=certs.server_cert,
         ssl_keyfile=certs.server_key,
         ssl_ca_certfile=certs.ca_cert if mutual else None,
+        node_auth=False,  # TLS alone here; node keys: test_supernode_auth.py
+        user_auth=False,  # users: tests/superlink/test_accounts.py
     )
 
 

@@ -48,6 +48,8 @@ def certs_create_command(
             f"  (mutual TLS: --ssl-certfile {certs.client_cert} --ssl-keyfile "
             f"{certs.client_key}, and --ssl-ca-certfile {certs.ca_cert} on the SuperLink)\n"
             f'  federation: root-certificates = "{certs.ca_cert}"\n'
+            f"  ServerAppIO beyond loopback (SuperLink): --serverappio-root-certificates "
+            f"{certs.ca_cert}\n"
             f"Keep {certs.ca_key} secret; use your organisation's CA in production.",
             highlight=False,
         )

@@ -32,7 +32,16 @@ if TYPE_CHECKING:
     from glade.superlink.client import ControlClient
     from glade.superlink.state import RunInfo
 
-__all__ = ["log_command", "ls_command", "stop_command"]
+__all__ = [
+    "AppOption",
+    "FederationArg",
+    "ListFormat",
+    "VerboseOption",
+    "federation_client",
+    "log_command",
+    "ls_command",
+    "stop_command",
+]
 
 
 class ListFormat(str, Enum):
@@ -54,18 +63,20 @@ AppOption = Annotated[
 VerboseOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show debug logs and tracebacks.")
 ]
+FormatOption = Annotated[ListFormat, typer.Option("--format", help="table (default) or json.")]
 
 
 @contextmanager
-def _federation(
-    app_dir: Path, name: str | None, *, verbose: bool
+def federation_client(
+    app_dir: Path, name: str | None, *, verbose: bool, login: bool = True
 ) -> Iterator[tuple[Federation, ControlClient]]:
     """A command's set-up: logging, errors reported as one paragraph, the federation named
-    in ``app_dir``'s pyproject.toml, and a client of its SuperLink."""
+    in ``app_dir``'s pyproject.toml, and a client of its SuperLink (sending the login token
+    of ``glade login`` unless not ``login``)."""
     err = stderr_console()
     with configure_logging(err, verbose=verbose), reported_errors(err, verbose=verbose):
         fed = find_federation(app_dir, name)
-        with connect(fed) as client:
+        with connect(fed, login=login) as client:
             yield fed, client
 
 
@@ -74,14 +85,12 @@ def ls_command(
     run_id: Annotated[
         int | None, typer.Option("--run-id", help="Show one run in detail (with its metrics).")
     ] = None,
-    output_format: Annotated[
-        ListFormat, typer.Option("--format", help="table (default) or json.")
-    ] = ListFormat.TABLE,
+    output_format: FormatOption = ListFormat.TABLE,
     app_dir: AppOption = Path("."),
     verbose: VerboseOption = False,
 ) -> None:
     """List the runs of a deployment federation (or show one with --run-id)."""
-    with _federation(app_dir, federation, verbose=verbose) as (fed, client):
+    with federation_client(app_dir, federation, verbose=verbose) as (fed, client):
         if run_id is not None:
             run, now = client.get_run(run_id)
             runs = [run]
@@ -101,12 +110,15 @@ def _show_table(runs: list[RunInfo], now: float, name: str) -> None:
         stderr_console().print(f"No runs on federation {name!r} yet.", highlight=False)
         return
     table = Table(title=f"Runs on {name}", title_justify="left")
-    for column in ("run id", "app", "status", "created", "elapsed"):
+    owners = any(run.owner for run in runs)  # runs submitted with user authentication on
+    columns = ("run id", "app", *(("owner",) if owners else ()), "status", "created", "elapsed")
+    for column in columns:
         table.add_column(column, justify="right" if column in ("run id", "elapsed") else "left")
     for run in runs:
         table.add_row(
             str(run.run_id),
-            f"{run.app_publisher}/{run.app_name} {run.app_version}",
+            Text(f"{run.app_publisher}/{run.app_name} {run.app_version}"),
+            *((Text(run.owner or "-"),) if owners else ()),
             run_status(run),
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.created_at)),
             f"{elapsed_s(run, now):.1f} s",
@@ -119,6 +131,8 @@ def _show_run(run: RunInfo, now: float) -> None:
     doc = run_document(run, now)
     for key in ("run_id", "app", "app_version", "status", "elapsed_s", "bundle_id"):
         out.print(f"{key:<12} {doc[key]}", highlight=False)
+    if run.owner:
+        out.print(f"{'owner':<12} {run.owner}", highlight=False)
     for key in ("created_at", "started_at", "finished_at"):
         out.print(f"{key:<12} {doc[key] or '-'}", highlight=False)
     out.print(f"{'run_config':<12} {doc['run_config']}", highlight=False)
@@ -140,7 +154,7 @@ def log_command(
 ) -> None:
     """Print the log of a run (its ServerApp's output and the SuperLink's notes)."""
     out = stdout_console()
-    with _federation(app_dir, federation, verbose=verbose) as (_, client):
+    with federation_client(app_dir, federation, verbose=verbose) as (_, client):
         client.get_run(run_id)  # an unknown run is an error before anything prints
         stream = client.stream_logs(run_id, follow=follow)
         try:
@@ -158,7 +172,7 @@ def stop_command(
     verbose: VerboseOption = False,
 ) -> None:
     """Stop a run: its ServerApp is ended and the run is marked stopped."""
-    with _federation(app_dir, federation, verbose=verbose) as (_, client):
+    with federation_client(app_dir, federation, verbose=verbose) as (_, client):
         stopped = client.stop_run(run_id)
         run, _ = client.get_run(run_id)
         if stopped:

@@ -8,6 +8,7 @@ code   meaning
 2      bad command line or configuration (:class:`~glade.ConfigError`, usage errors)
 3      the ServerApp or ClientApp cannot be loaded (:class:`~glade.AppLoadError`)
 4      a peer is unreachable (:class:`~glade.TransportError`)
+5      not logged in, token expired, or not allowed (:class:`~glade.errors.AccessDeniedError`)
 70     an unexpected exception: a bug in Glade (``EX_SOFTWARE``)
 130    stopped by Ctrl-C (128 + the signal number; 143 for SIGTERM)
 =====  ===========================================================================
@@ -24,7 +25,14 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from glade.errors import AppLoadError, ConfigError, GladeError, RunError, TransportError
+from glade.errors import (
+    AccessDeniedError,
+    AppLoadError,
+    ConfigError,
+    GladeError,
+    RunError,
+    TransportError,
+)
 
 __all__ = [
     "EXIT_CODES",
@@ -43,6 +51,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_APP_LOAD = 3
 EXIT_TRANSPORT = 4
+EXIT_ACCESS = 5
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 
@@ -62,6 +71,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (AppLoadError, EXIT_APP_LOAD),
     (ConfigError, EXIT_USAGE),
     (TransportError, EXIT_TRANSPORT),
+    (AccessDeniedError, EXIT_ACCESS),
     (RunError, EXIT_FAILED),
     (GladeError, EXIT_FAILED),
 )

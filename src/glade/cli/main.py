@@ -9,14 +9,19 @@ from typing import Annotated
 import typer
 
 from glade import __version__
+from glade.cli.audit_cmd import audit_command
 from glade.cli.build import build_command
 from glade.cli.certs_cmd import certs_app
 from glade.cli.control import log_command, ls_command, stop_command
 from glade.cli.dev import dev_federation_command
+from glade.cli.keys_cmd import keys_app
+from glade.cli.login_cmd import login_command, logout_command, whoami_command
 from glade.cli.new import new_command
+from glade.cli.node_cmd import node_app
 from glade.cli.run import run_command
 from glade.cli.superlink_cmd import superlink_command
 from glade.cli.supernode_cmd import supernode_command
+from glade.cli.users_cmd import user_app
 
 __all__ = ["app", "main"]
 
@@ -38,6 +43,13 @@ app.command("superlink")(superlink_command)
 app.command("supernode")(supernode_command)
 app.command("dev-federation")(dev_federation_command)
 app.add_typer(certs_app, name="certs")
+app.command("login")(login_command)
+app.command("logout")(logout_command)
+app.command("whoami")(whoami_command)
+app.add_typer(user_app, name="user")
+app.add_typer(node_app, name="node")
+app.command("audit")(audit_command)
+app.add_typer(keys_app, name="keys")
 
 
 def _show_version(value: bool) -> None:

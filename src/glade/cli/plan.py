@@ -38,6 +38,8 @@ class RemotePlan:
     address: str
     insecure: bool
     root_certificates: Path | None = None
+    signing_key: Path | None = None
+    """The federation's ``signing-key``: the publisher key that signs the bundle."""
 
 
 def plan_run(app_dir: Path, federation: str | None, run_config: str | None) -> RunPlan | RemotePlan:
@@ -79,7 +81,25 @@ def plan_remote(
         address=address,
         insecure=roots is None,
         root_certificates=roots,
+        signing_key=signing_key_option(fed, root=project.root),
     )
+
+
+def signing_key_option(fed: FederationConfig, *, root: Path) -> Path | None:
+    """The federation's ``signing-key`` (relative to the project folder ``root``), checked."""
+    value = fed.options.get("signing-key")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"federation {fed.name!r}: signing-key must be a file path")
+    path = (root / value).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(
+            f"federation {fed.name!r}: signing-key file {path} does not exist (set in "
+            f"[tool.glade.federations.{fed.name}], relative to the project folder; make a "
+            "publisher key with 'glade keys create')"
+        )
+    return path
 
 
 def remote_options(fed: FederationConfig, *, root: Path) -> tuple[str, Path | None]:
@@ -96,12 +116,12 @@ def remote_options(fed: FederationConfig, *, root: Path) -> tuple[str, Path | No
             f'federation {fed.name!r}: address must be "HOST:PORT" of the SuperLink\'s '
             f'Control API (e.g. "127.0.0.1:9093"), got {address!r}'
         )
-    known = {"address", "insecure", "root-certificates"}
+    known = {"address", "insecure", "root-certificates", "signing-key"}
     unknown = sorted(set(fed.options) - known)
     if unknown:
         raise ConfigError(
             f"federation {fed.name!r}: unknown option(s) {unknown}; a deployment federation "
-            "takes address, root-certificates and insecure"
+            "takes address, root-certificates, insecure and signing-key"
         )
     return address, _root_certificates(fed, root)
 

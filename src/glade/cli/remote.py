@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from glade.cli.credentials import load_login
 from glade.cli.plan import remote_options
-from glade.errors import ConfigError, TransportError
+from glade.errors import AuthenticationError, ConfigError, TransportError
 from glade.project import ProjectConfig
 from glade.server import History
 
@@ -58,17 +59,35 @@ def find_federation(app_dir: Path, name: str | None) -> Federation:
 
 
 @contextmanager
-def connect(federation: Federation) -> Iterator[ControlClient]:
-    """A Control API client; an unreachable SuperLink becomes one clear error."""
+def connect(federation: Federation, *, login: bool = True) -> Iterator[ControlClient]:
+    """A Control API client that sends the login token of ``glade login`` (unless not
+    ``login``); an unreachable SuperLink or a missing login becomes one clear error."""
     from glade.superlink.client import ControlClient
 
-    client = ControlClient(federation.address, root_certificates=federation.root_certificates)
+    stored = load_login(federation.address) if login else None
+    client = ControlClient(
+        federation.address,
+        root_certificates=federation.root_certificates,
+        token=stored.token if stored is not None else "",
+    )
     try:
         yield client
     except TransportError as exc:
         raise TransportError(_unreachable(federation, exc)) from None
+    except AuthenticationError as exc:
+        if not login:
+            raise
+        raise AuthenticationError(_not_logged_in(federation, exc)) from None
     finally:
         client.close()
+
+
+def _not_logged_in(federation: Federation, exc: AuthenticationError) -> str:
+    why = str(exc).split(": log in with", 1)[0].rstrip(". ")
+    return (
+        f"the SuperLink of federation {federation.name!r} at {federation.address} refused the "
+        f"call ({why}): run 'glade login {federation.name}' to log in, then try again"
+    )
 
 
 def _unreachable(federation: Federation, exc: TransportError) -> str:
@@ -137,6 +156,7 @@ def run_document(run: RunInfo, now: float) -> dict[str, Any]:
         "app": f"{run.app_publisher}/{run.app_name}",
         "app_version": run.app_version,
         "bundle_id": run.bundle_id,
+        "owner": run.owner,
         "run_config": dict(run.run_config),
         "created_at": _iso(run.created_at),
         "started_at": _iso(run.started_at),

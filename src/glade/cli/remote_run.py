@@ -26,6 +26,7 @@ from glade.cli.remote import (
     run_history,
 )
 from glade.errors import TransportError
+from glade.keypairs import PrivateKey
 
 if TYPE_CHECKING:
     from glade.superlink.client import ControlClient
@@ -44,25 +45,31 @@ def run_remote(
     verbose: bool,
     detach: bool,
     plot: Path | None = None,
+    sign_key: Path | None = None,
 ) -> int:
     """Submit the project to the federation's SuperLink; follow the run unless ``detach``.
 
-    With ``plot``, the finished run's metrics per round are saved there as a PNG.
+    With ``plot``, the finished run's metrics per round are saved there as a PNG. The
+    bundle is signed with ``sign_key``, else with the federation's ``signing-key``.
     """
     federation = Federation(
         name=plan.federation.name,
         address=plan.address,
         root_certificates=plan.root_certificates,
     )
-    bundle = build_bundle(plan.project.root)
+    key_file = sign_key if sign_key is not None else plan.signing_key
+    key = PrivateKey.read(key_file) if key_file is not None else None
+    bundle = build_bundle(plan.project.root, signing_key=key)
     with connect(federation) as client:
         sent = client.upload_bundle(bundle)
         run_id = client.start_run(bundle.bundle_id, run_config=plan.run_config)
         m = bundle.manifest
         how = "uploaded" if sent else "already on the SuperLink"
+        signed = f", signed by {bundle.signer.fingerprint}" if bundle.signer else ""
         err.print(
             f"Run {run_id} submitted to federation {federation.name!r} at {federation.address}:"
-            f" {m.publisher}/{m.name} {m.version} (bundle {bundle.bundle_id[:12]}, {how})",
+            f" {m.publisher}/{m.name} {m.version} (bundle {bundle.bundle_id[:12]}, {how}"
+            f"{signed})",
             highlight=False,
         )
         if verbose:

@@ -83,6 +83,15 @@ def run_command(
             help="After the run, save its metrics per round as a PNG here (needs matplotlib).",
         ),
     ] = None,
+    sign_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--sign-key",
+            metavar="KEYFILE",
+            help="Deployments only: sign the app bundle with this publisher private key "
+            "(default: the federation's signing-key).",
+        ),
+    ] = None,
 ) -> None:
     """Run a Glade project: its ServerApp and ClientApp on a (simulated) federation."""
     err = stderr_console()
@@ -98,13 +107,24 @@ def run_command(
             if detach and plot is not None:
                 raise ConfigError("--plot needs the finished run; it cannot go with --detach")
             code = run_remote(
-                plan, err=err, json_out=json_out, verbose=verbose, detach=detach, plot=plot
+                plan,
+                err=err,
+                json_out=json_out,
+                verbose=verbose,
+                detach=detach,
+                plot=plot,
+                sign_key=sign_key,
             )
         else:
             if detach:
                 raise ConfigError(
                     f"--detach needs a deployment federation; {plan.federation.name!r} is a "
                     "simulation, which runs in this process"
+                )
+            if sign_key is not None:
+                raise ConfigError(
+                    f"--sign-key signs the app bundle sent to a deployment; "
+                    f"{plan.federation.name!r} is a simulation, which sends no bundle"
                 )
             code = _execute(plan, err=err, json_out=json_out, verbose=verbose, plot=plot)
     raise typer.Exit(code)

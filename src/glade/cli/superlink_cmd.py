@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from glade.cli.bundle_flags import bundle_options
 from glade.cli.console import stderr_console
 from glade.cli.exit_codes import EXIT_OK, reported_errors
 from glade.cli.service import StopSignals, data_home, service_logging, warn_insecure
+from glade.errors import ConfigError
 
 __all__ = ["superlink_command"]
+
+ADMIN_PASSWORD_ENV = "GLADE_ADMIN_PASSWORD"
 
 logger = logging.getLogger("glade.cli")
 
@@ -52,9 +58,72 @@ def superlink_command(
             "(mutual TLS)."
         ),
     ] = None,
+    serverappio_root_certificates: Annotated[
+        Path | None,
+        typer.Option(
+            help="PEM CA file the ServerApp processes trust: ServerAppIO speaks TLS (with "
+            "--ssl-certfile). Needed for a ServerAppIO address beyond loopback unless "
+            "--ssl-ca-certfile is given (then that CA is trusted)."
+        ),
+    ] = None,
+    max_bundle_size: Annotated[
+        str | None,
+        typer.Option(
+            help="Largest app bundle a run may use (its files, uncompressed): bytes or "
+            "e.g. 200MB, 1GiB. Default: 100MiB.",
+            show_default=False,
+        ),
+    ] = None,
+    bundle_file_types: Annotated[
+        str | None,
+        typer.Option(
+            help="File types an app bundle may hold, comma-separated suffixes or file names "
+            "(e.g. '.py,.toml,.md,LICENSE'), or '*' for any. Default: source, config and "
+            "docs types (see docs/security.md).",
+            show_default=False,
+        ),
+    ] = None,
     ready_file: Annotated[
         Path | None,
         typer.Option(help="Write the addresses in use (JSON) here once listening."),
+    ] = None,
+    node_auth: Annotated[
+        bool | None,
+        typer.Option(
+            "--node-auth/--no-node-auth",
+            help="SuperNodes must sign requests with a key on the allow-list (glade node add). "
+            "Default: on, unless --insecure.",
+            show_default=False,
+        ),
+    ] = None,
+    node_auth_window: Annotated[
+        float,
+        typer.Option(help="Seconds a signed request's timestamp may differ from this clock."),
+    ] = 60.0,
+    user_auth: Annotated[
+        bool | None,
+        typer.Option(
+            "--user-auth/--no-user-auth",
+            help="Control API calls need a login (glade login); users see their own runs. "
+            "Default: on, unless --insecure.",
+            show_default=False,
+        ),
+    ] = None,
+    token_ttl: Annotated[
+        float, typer.Option(help="Seconds a login (glade login) stays valid.")
+    ] = 12 * 3600.0,
+    init_admin: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Create the admin NAME at start unless that user exists (the first admin); "
+            f"the password comes from --init-admin-password-file, ${ADMIN_PASSWORD_ENV}, or "
+            "a prompt.",
+        ),
+    ] = None,
+    init_admin_password_file: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="File holding the --init-admin password (one line)."),
     ] = None,
     max_concurrent_runs: Annotated[
         int, typer.Option(help="Runs at once; later ones wait as pending.")
@@ -84,6 +153,8 @@ def superlink_command(
             "ssl_certfile": ssl_certfile,
             "ssl_keyfile": ssl_keyfile,
             "ssl_ca_certfile": ssl_ca_certfile,
+            "serverappio_root_certificates": serverappio_root_certificates,
+            **bundle_options(max_bundle_size, bundle_file_types),
             "control_address": control_address,
             "fleet_address": fleet_address,
             "serverappio_address": serverappio_address,
@@ -94,7 +165,14 @@ def superlink_command(
             "node_offline_timeout_s": node_offline_timeout,
             "message_lease_s": message_lease,
             "run_timeout_s": run_timeout,
+            "node_auth": node_auth,
+            "node_auth_window_s": node_auth_window,
+            "user_auth": user_auth,
+            "token_ttl_s": token_ttl,
         }
+        if init_admin:
+            options["init_admin"] = init_admin
+            options["init_admin_password"] = _admin_password(init_admin, init_admin_password_file)
         if database == MEMORY_DATABASE:
             config = SuperLinkConfig(database=MEMORY_DATABASE, **options)
         elif database is None:
@@ -114,3 +192,23 @@ def superlink_command(
             stop.wait(until=lambda: link.wait(0))
             link.stop()
     raise typer.Exit(EXIT_OK)
+
+
+def _admin_password(name: str, path: Path | None) -> str:
+    """The first admin's password: from ``path``, ``$GLADE_ADMIN_PASSWORD`` or a prompt."""
+    if path is not None:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --init-admin-password-file {path}: {exc}") from None
+        return lines[0] if lines else ""
+    if os.environ.get(ADMIN_PASSWORD_ENV):
+        return os.environ[ADMIN_PASSWORD_ENV]
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            f"--init-admin {name} needs a password: give --init-admin-password-file PATH or "
+            f"set {ADMIN_PASSWORD_ENV} (no terminal to ask on)"
+        )
+    return str(
+        typer.prompt(f"Password for admin {name}", hide_input=True, confirmation_prompt=True)
+    )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from glade.cli.bundle_flags import bundle_options
 from glade.cli.console import stderr_console
 from glade.cli.exit_codes import EXIT_OK, reported_errors
 from glade.cli.service import StopSignals, data_home, service_logging, warn_insecure
@@ -48,6 +50,37 @@ def supernode_command(
     ssl_keyfile: Annotated[
         Path | None, typer.Option(help="PEM private key of --ssl-certfile.")
     ] = None,
+    auth_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="This node's private key (glade keys create): signs every request, for a "
+            "SuperLink with node authentication (its admin allows the .pub with glade node add)."
+        ),
+    ] = None,
+    trusted_publishers: Annotated[
+        Path | None,
+        typer.Option(
+            help="File of trusted publisher keys (one OpenSSH public key per line): only app "
+            "bundles signed by one of them run here; others get error replies."
+        ),
+    ] = None,
+    max_bundle_size: Annotated[
+        str | None,
+        typer.Option(
+            help="Largest app bundle this node runs (its files, uncompressed): bytes or "
+            "e.g. 200MB, 1GiB. Default: 100MiB.",
+            show_default=False,
+        ),
+    ] = None,
+    bundle_file_types: Annotated[
+        str | None,
+        typer.Option(
+            help="File types an app bundle may hold here, comma-separated suffixes or file "
+            "names (e.g. '.py,.toml,.md,LICENSE'), or '*' for any. Default: source, config "
+            "and docs types (see docs/security.md).",
+            show_default=False,
+        ),
+    ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(
@@ -79,6 +112,8 @@ def supernode_command(
             "root_certificates": root_certificates,
             "ssl_certfile": ssl_certfile,
             "ssl_keyfile": ssl_keyfile,
+            **bundle_options(max_bundle_size, bundle_file_types, trusted_publishers),
+            "auth_key": auth_key,
             "superlink": superlink,
             "node_config": config_values,
             "insecure": insecure,
@@ -90,7 +125,13 @@ def supernode_command(
         }
         if name:
             options["name"] = name
-        node = SuperNode(SuperNodeConfig(**options))
+        config = SuperNodeConfig(**options)
+        if config.trusted_publishers is not None:
+            logging.getLogger("glade.cli").info(
+                "only app bundles signed by a trusted publisher run here: %s",
+                ", ".join(key.fingerprint for key in config.trusted_publishers),
+            )
+        node = SuperNode(config)
         with StopSignals() as stop:
             node.start()
             stop.wait(until=lambda: node.wait(0))

@@ -1,10 +1,14 @@
-"""`ControlClient`: the SuperLink's Control API for users (``glade run/ls/log/stop``).
+"""`ControlClient`: the SuperLink's Control API for users (``glade run/ls/log/stop``,
+``glade login``, and the admin commands ``glade user/node/audit``).
 
 A user-facing client of the SuperLink, next to the Control servicer it talks to (the CLI
 must not touch protobuf, so it goes through this class). Failures raise Glade exceptions:
 an unreachable SuperLink is a :class:`~glade.errors.TransportError`, an unknown run a
 :class:`~glade.errors.NotFoundError`, a bad bundle an
-:class:`~glade.errors.InvalidArgumentError`.
+:class:`~glade.errors.InvalidArgumentError`, a missing or expired login an
+:class:`~glade.errors.AuthenticationError`, a call the user may not make an
+:class:`~glade.errors.AccessDeniedError`. With ``token`` (from :meth:`ControlClient.login`)
+every call carries the gRPC metadata ``authorization: Bearer <token>``.
 
 >>> from glade.superlink.client import ControlClient
 >>> with ControlClient("127.0.0.1:9093") as client:  # doctest: +SKIP
@@ -13,7 +17,8 @@ an unreachable SuperLink is a :class:`~glade.errors.TransportError`, an unknown 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -22,8 +27,15 @@ import grpc
 
 from glade.bundle import Bundle
 from glade.errors import NotFoundError
-from glade.superlink.convert import node_from_proto, run_from_proto
-from glade.superlink.state import NodeInfo, RunInfo
+from glade.superlink.accounts import Session, UserSummary
+from glade.superlink.convert import (
+    audit_from_proto,
+    node_from_proto,
+    node_key_from_proto,
+    run_from_proto,
+    user_from_proto,
+)
+from glade.superlink.state import AuditEntry, NodeInfo, NodeKey, RunInfo
 from glade.transport._record_codec import user_config_to_proto
 from glade.transport.grpc_options import channel as open_channel
 from glade.transport.object_wire import ObjectStub
@@ -33,7 +45,18 @@ from glade.transport.tls import channel_credentials
 from glade.transport.v1 import control_pb2 as cpb
 from glade.transport.v1 import control_pb2_grpc
 
-__all__ = ["ControlClient", "LogStream"]
+__all__ = ["ControlClient", "Identity", "LogStream"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Identity:
+    """Who the SuperLink takes the caller for (``glade whoami``)."""
+
+    user: str
+    role: str
+    expires_at: float
+    user_auth: bool
+    """False: the SuperLink runs without user authentication (everyone acts as admin)."""
 
 
 class ControlClient:
@@ -49,12 +72,16 @@ class ControlClient:
         *,
         root_certificates: Path | None = None,
         timeout_s: float = 30.0,
+        token: str = "",
     ) -> None:
         self.address = address
+        self.token = token
+        """The bearer token sent with every call (``""``: none)."""
         creds = None
         if root_certificates is not None:
             creds = channel_credentials(root_certificates=root_certificates)
-        self._channel = open_channel(address, credentials=creds)
+        self._raw_channel = open_channel(address, credentials=creds)
+        self._channel = grpc.intercept_channel(self._raw_channel, _Bearer(lambda: self.token))
         self._stub = control_pb2_grpc.ControlStub(self._channel)  # type: ignore[no-untyped-call]
         self._objects = ObjectStub(self._channel, "glade.v1.Control")
         self._timeout = timeout_s
@@ -128,8 +155,74 @@ class ControlClient:
         response = self._call("ListNodes", cpb.ListNodesRequest())
         return [node_from_proto(n) for n in response.nodes]
 
+    # -- accounts --------------------------------------------------------------------------
+    def login(self, *, username: str = "", password: str = "", api_key: str = "") -> Session:
+        """Exchange a user name + password, or an API key, for a token (kept in :attr:`token`)."""
+        request = cpb.LoginRequest(username=username, password=password, api_key=api_key)
+        response = self._call("Login", request)
+        self.token = str(response.token)
+        return Session(
+            token=self.token,
+            user=response.user,
+            role=response.role,
+            expires_at=float(response.expires_at),
+        )
+
+    def logout(self) -> None:
+        """End the session of :attr:`token` on the SuperLink."""
+        self._call("Logout", cpb.LogoutRequest())
+
+    def whoami(self) -> Identity:
+        response = self._call("WhoAmI", cpb.WhoAmIRequest())
+        return Identity(
+            user=response.user,
+            role=response.role,
+            expires_at=float(response.expires_at),
+            user_auth=bool(response.user_auth),
+        )
+
+    def add_user(
+        self, name: str, *, role: str, password: str = "", api_key: bool = False
+    ) -> tuple[UserSummary, str]:
+        """Create a user (admin only); returns it and its API key (``""`` unless asked for)."""
+        request = cpb.AddUserRequest(name=name, role=role, password=password, api_key=api_key)
+        response = self._call("AddUser", request)
+        return user_from_proto(response.user), str(response.api_key)
+
+    def list_users(self) -> list[UserSummary]:
+        response = self._call("ListUsers", cpb.ListUsersRequest())
+        return [user_from_proto(u) for u in response.users]
+
+    def remove_user(self, name: str) -> UserSummary:
+        response = self._call("RemoveUser", cpb.RemoveUserRequest(name=name))
+        return user_from_proto(response.user)
+
+    def set_user_role(self, name: str, role: str) -> UserSummary:
+        response = self._call("SetUserRole", cpb.SetUserRoleRequest(name=name, role=role))
+        return user_from_proto(response.user)
+
+    # -- SuperNode keys and the audit log --------------------------------------------------
+    def add_node_key(self, public_key: bytes, *, name: str) -> NodeKey:
+        """Allow a SuperNode's public key (32 raw Ed25519 bytes) under ``name``."""
+        request = cpb.AddNodeKeyRequest(public_key=public_key, name=name)
+        return node_key_from_proto(self._call("AddNodeKey", request).key)
+
+    def list_node_keys(self) -> list[NodeKey]:
+        response = self._call("ListNodeKeys", cpb.ListNodeKeysRequest())
+        return [node_key_from_proto(k) for k in response.keys]
+
+    def remove_node_key(self, name: str) -> tuple[NodeKey, bool]:
+        """Disallow a key; returns it and whether its node was removed from the federation."""
+        response = self._call("RemoveNodeKey", cpb.RemoveNodeKeyRequest(name=name))
+        return node_key_from_proto(response.key), bool(response.node_removed)
+
+    def list_audit(self, *, limit: int = 100, after_id: int = 0) -> list[AuditEntry]:
+        """The newest ``limit`` audit entries (after ``after_id``), oldest first."""
+        response = self._call("ListAudit", cpb.ListAuditRequest(limit=limit, after_id=after_id))
+        return [audit_from_proto(e) for e in response.entries]
+
     def close(self) -> None:
-        self._channel.close()
+        self._raw_channel.close()
 
     def __enter__(self) -> ControlClient:
         return self
@@ -161,3 +254,44 @@ class LogStream:
 
     def cancel(self) -> None:
         self._call.cancel()
+
+
+class _CallDetails(grpc.ClientCallDetails):  # type: ignore[misc]
+    def __init__(self, details: grpc.ClientCallDetails, metadata: list[tuple[str, str]]) -> None:
+        self.method = details.method
+        self.timeout = details.timeout
+        self.metadata = metadata
+        self.credentials = details.credentials
+        self.wait_for_ready = details.wait_for_ready
+        self.compression = details.compression
+
+
+class _Bearer(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Adds ``authorization: Bearer <token>`` to every call while there is a token."""
+
+    def __init__(self, token: Callable[[], str]) -> None:
+        self._token = token
+
+    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        token = self._token()
+        if not token:
+            return details
+        metadata = [*(details.metadata or ()), ("authorization", f"Bearer {token}")]
+        return _CallDetails(details, metadata)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)

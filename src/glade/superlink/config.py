@@ -8,7 +8,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from glade.errors import ConfigError
+from glade.bundle_policy import DEFAULT_FILE_TYPES, DEFAULT_MAX_BUNDLE_BYTES, BundlePolicy
+from glade.errors import ConfigError, InvalidArgumentError
+from glade.superlink.accounts import MIN_PASSWORD_LENGTH, check_user_name
 from glade.transport.chunks import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_OBJECT_SIZE
 from glade.transport.grpc_options import MAX_MESSAGE_BYTES
 from glade.transport.tls import is_loopback
@@ -51,6 +53,16 @@ class SuperLinkConfig:
     ssl_keyfile: Path | None = None
     ssl_ca_certfile: Path | None = None
     """With it, SuperNodes must show a client certificate signed by this CA (mutual TLS)."""
+    serverappio_root_certificates: Path | None = None
+    """CA file the ServerApp processes trust to verify the certificate of ServerAppIO.
+
+    Given, ServerAppIO speaks TLS (with ``ssl_certfile``) even on a loopback address; a
+    ServerAppIO beyond loopback always speaks TLS, trusting this or else ``ssl_ca_certfile``.
+    """
+    max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
+    """Largest app bundle StartRun accepts (its files, uncompressed; ``--max-bundle-size``)."""
+    bundle_file_types: tuple[str, ...] | None = DEFAULT_FILE_TYPES
+    """File types an app bundle may hold (``--bundle-file-types``; None: any)."""
     ready_file: Path | None = None
     chunk_size: int = DEFAULT_CHUNK_SIZE
     max_object_size: int = DEFAULT_MAX_OBJECT_SIZE
@@ -65,6 +77,19 @@ class SuperLinkConfig:
     """Interpreter that runs ServerApp processes."""
     local_object_access: bool = True
     """ServerApp processes read/write arrays in the object store directly (same machine)."""
+    node_auth: bool | None = None
+    """SuperNodes must sign their requests with an allow-listed key (None: on unless
+    ``insecure``); see :mod:`glade.superlink.node_auth`."""
+    node_auth_window_s: float = 60.0
+    """How far a signed request's timestamp may be from the SuperLink's clock (seconds)."""
+    user_auth: bool | None = None
+    """Control calls need a login token (None: on unless ``insecure``); see
+    :mod:`glade.superlink.access`. Off, every caller acts as an admin."""
+    token_ttl_s: float = 12 * 3600.0
+    """How long a login token (``glade login``) is valid (seconds)."""
+    init_admin: str = ""
+    """Create this admin at start unless a user of that name exists (the first admin)."""
+    init_admin_password: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         for name in ("control_address", "fleet_address", "serverappio_address"):
@@ -93,7 +118,35 @@ class SuperLinkConfig:
                 f"node_offline_timeout_s ({self.node_offline_timeout_s:g}) must be longer than "
                 f"heartbeat_interval_s ({self.heartbeat_interval_s:g})"
             )
+        _positive(self, "node_auth_window_s")
+        _positive(self, "token_ttl_s")
+        _check_init_admin(self)
         _check_tls(self)
+        _ = self.bundle_policy  # checks the bundle options
+
+    @property
+    def bundle_policy(self) -> BundlePolicy:
+        """What StartRun checks an app bundle against (size cap and file types)."""
+        return BundlePolicy(max_bytes=self.max_bundle_bytes, file_types=self.bundle_file_types)
+
+    @property
+    def serverappio_ca(self) -> Path | None:
+        """The CA file ServerApp processes trust to reach ServerAppIO (None: it has no TLS)."""
+        if self.insecure:
+            return None
+        if self.serverappio_root_certificates is not None:
+            return self.serverappio_root_certificates
+        return None if is_loopback(self.serverappio_address) else self.ssl_ca_certfile
+
+    @property
+    def node_auth_enabled(self) -> bool:
+        """Whether SuperNodes must authenticate: :attr:`node_auth`, or else ``not insecure``."""
+        return not self.insecure if self.node_auth is None else self.node_auth
+
+    @property
+    def user_auth_enabled(self) -> bool:
+        """Whether Control calls need a login: :attr:`user_auth`, or else ``not insecure``."""
+        return not self.insecure if self.user_auth is None else self.user_auth
 
     @classmethod
     def in_data_dir(cls, data_dir: Path, **options: Any) -> SuperLinkConfig:
@@ -110,9 +163,16 @@ class SuperLinkConfig:
 
 def _check_tls(config: SuperLinkConfig) -> None:
     has_cert = config.ssl_certfile is not None or config.ssl_keyfile is not None
+    remote_io = not is_loopback(config.serverappio_address)
     if config.insecure:
-        if has_cert or config.ssl_ca_certfile is not None:
+        if has_cert or config.ssl_ca_certfile or config.serverappio_root_certificates:
             raise ConfigError("both --insecure and TLS certificates were given: drop one of them")
+        if remote_io:
+            raise ConfigError(
+                f"--serverappio-address {config.serverappio_address!r} is not a loopback address: "
+                "without TLS the ServerAppIO API (run tokens, models) must listen on 127.0.0.1; "
+                "serve it beyond this machine only with TLS (--ssl-certfile and --ssl-keyfile)"
+            )
         return
     if config.ssl_certfile is None or config.ssl_keyfile is None:
         raise ConfigError(
@@ -120,11 +180,26 @@ def _check_tls(config: SuperLinkConfig) -> None:
             "'glade certs create' makes development ones), or --insecure to serve "
             "unencrypted on a trusted network"
         )
-    if not is_loopback(config.serverappio_address):
+    if remote_io and config.serverappio_ca is None:
         raise ConfigError(
-            f"serverappio_address {config.serverappio_address!r} is not a loopback address: "
-            "with TLS on, the ServerAppIO API must listen on 127.0.0.1 (TLS for a remote "
-            "ServerAppIO is not supported yet)"
+            f"--serverappio-address {config.serverappio_address!r} is not a loopback address, so "
+            "ServerAppIO speaks TLS and the ServerApp processes must verify its certificate: "
+            "give the CA that signed --ssl-certfile with --serverappio-root-certificates (or "
+            "--ssl-ca-certfile)"
+        )
+
+
+def _check_init_admin(config: SuperLinkConfig) -> None:
+    if not config.init_admin:
+        return
+    try:
+        check_user_name(config.init_admin)
+    except InvalidArgumentError as exc:
+        raise ConfigError(f"init_admin: {exc}") from None
+    if len(config.init_admin_password) < MIN_PASSWORD_LENGTH:
+        raise ConfigError(
+            f"the first admin {config.init_admin!r} needs a password of at least "
+            f"{MIN_PASSWORD_LENGTH} characters"
         )
 
 

@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from glade.records import MetricRecord, RecordDict
 from glade.server.events import RunEvent
-from glade.superlink.state import NodeInfo, RunInfo, RunStatus
+from glade.superlink.accounts import UserSummary
+from glade.superlink.state import AuditEntry, NodeInfo, NodeKey, RunInfo, RunStatus
 from glade.transport._record_codec import (
     RecordDecoder,
     records_to_proto,
     user_config_from_proto,
     user_config_to_proto,
 )
+from glade.transport.v1 import control_pb2 as cpb
 from glade.transport.v1 import message_pb2 as pb
 from glade.transport.v1 import run_pb2
 
 __all__ = [
+    "audit_from_proto",
+    "audit_to_proto",
     "event_from_proto",
     "event_to_proto",
     "node_from_proto",
+    "node_key_from_proto",
+    "node_key_to_proto",
     "node_to_proto",
     "run_from_proto",
     "run_to_proto",
     "user_config",
+    "user_from_proto",
+    "user_to_proto",
 ]
 
 _STATUS = {
@@ -145,3 +154,43 @@ def node_from_proto(proto: run_pb2.Node) -> NodeInfo:
         registered_at=proto.registered_at,
         last_seen_at=proto.last_seen_at,
     )
+
+
+# Users, node keys and audit entries have the same fields in both forms: copied by name.
+_Value = TypeVar("_Value", UserSummary, NodeKey, AuditEntry)
+_Proto = TypeVar("_Proto", cpb.User, cpb.NodeKey, cpb.AuditEntry)
+
+
+def _to_proto(value: Any, proto_type: type[_Proto]) -> _Proto:
+    return proto_type(**{f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+
+
+def _from_proto(proto: Any, value_type: type[_Value]) -> _Value:
+    return value_type(**{f.name: getattr(proto, f.name) for f in dataclasses.fields(value_type)})
+
+
+def user_to_proto(user: UserSummary) -> cpb.User:
+    return _to_proto(user, cpb.User)
+
+
+def user_from_proto(proto: cpb.User) -> UserSummary:
+    """The inverse of :func:`user_to_proto`."""
+    return _from_proto(proto, UserSummary)
+
+
+def node_key_to_proto(key: NodeKey) -> cpb.NodeKey:
+    return _to_proto(key, cpb.NodeKey)
+
+
+def node_key_from_proto(proto: cpb.NodeKey) -> NodeKey:
+    """The inverse of :func:`node_key_to_proto`."""
+    return _from_proto(proto, NodeKey)
+
+
+def audit_to_proto(entry: AuditEntry) -> cpb.AuditEntry:
+    return _to_proto(entry, cpb.AuditEntry)
+
+
+def audit_from_proto(proto: cpb.AuditEntry) -> AuditEntry:
+    """The inverse of :func:`audit_to_proto`."""
+    return _from_proto(proto, AuditEntry)

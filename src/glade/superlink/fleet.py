@@ -3,24 +3,33 @@
 Every request names its node (``node_id`` in the request, or ``glade-node-id`` metadata on
 object calls); an unknown node is answered NOT_FOUND, so a node whose SuperLink forgot it
 knows to register again. Each request counts as a sign of life, as does a pull in progress.
+
+With node authentication on (``node_auth=True``; the requests are then checked by
+:class:`~glade.superlink.node_auth.NodeAuth` before they get here), a node's id belongs to
+its key: Register answers the id bound to the key, binding a new one at the key's first
+registration, whatever id the request asks for. The same key after a restart is the same
+node.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 
-from glade.errors import InvalidArgumentError, NotFoundError
+from glade.errors import AuthenticationError, InvalidArgumentError, NotFoundError
 from glade.superlink.convert import run_to_proto, user_config
 from glade.superlink.delivery import Delivery
 from glade.superlink.rpc import ObjectRpcs, check_id, metadata_id
 from glade.superlink.state import State
 from glade.transport.objects import NODE_ID_KEY
+from glade.transport.signing import NODE_KEY_KEY
 from glade.transport.v1 import fleet_pb2 as fpb
 from glade.transport.v1 import fleet_pb2_grpc, run_pb2
 from glade.transport.v1 import message_pb2 as pb
@@ -41,8 +50,11 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         objects: ObjectRpcs,
         heartbeat_interval_s: float,
         clock: Callable[[], float] = time.time,
+        node_auth: bool = False,
     ) -> None:
         self._state = state
+        self._node_auth = node_auth
+        self._register_lock = threading.Lock()
         self._delivery = delivery
         self._objects = objects
         self._heartbeat_interval_s = heartbeat_interval_s
@@ -96,17 +108,35 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         return self._node(metadata_id(context, NODE_ID_KEY, "node"))
 
     # -- membership ------------------------------------------------------------------------
-    def Register(self, request: fpb.RegisterRequest, context: object) -> fpb.RegisterResponse:
+    def Register(
+        self, request: fpb.RegisterRequest, context: grpc.ServicerContext
+    ) -> fpb.RegisterResponse:
         if len(request.name) > _MAX_NAME:
             raise InvalidArgumentError(f"a node name has at most {_MAX_NAME} characters")
         config = user_config(request.node_config, where="node_config")
-        previous = request.node_id
+        if self._node_auth:
+            with self._register_lock:  # one id per key, even if it registers twice at once
+                return self._register_with_key(request, config, _node_key(context))
+        return self._register(request.name, config, request.node_id)
+
+    def _register_with_key(
+        self, request: fpb.RegisterRequest, config: dict[str, Any], public_key: bytes
+    ) -> fpb.RegisterResponse:
+        key = self._state.get_node_key(public_key)
+        if key is None:  # removed since the request was checked
+            raise AuthenticationError("this SuperNode's key is not on the allow-list")
+        response = self._register(request.name, config, key.node_id)
+        if not key.node_id:
+            self._state.bind_node_key(public_key, response.node_id)
+        return response
+
+    def _register(self, name: str, config: dict[str, Any], previous: int) -> fpb.RegisterResponse:
         if previous:
             check_id(previous, "node")
         known = bool(previous) and self._state.get_node(previous) is not None
         self._forget(previous)
         node_id = self._state.register_node(
-            name=request.name, node_config=config, now=self._clock(), node_id=previous
+            name=name, node_config=config, now=self._clock(), node_id=previous
         )
         if known:
             self._delivery.release_leases(node_id)  # it restarted: offer its work again now
@@ -190,3 +220,11 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     ) -> run_pb2.HasObjectsResponse:
         node_id = self._metadata_node(context)
         return self._objects.has(request, ("node", node_id))
+
+
+def _node_key(context: grpc.ServicerContext) -> bytes:
+    """The raw public key a (verified) request was signed with."""
+    for key, value in context.invocation_metadata() or ():
+        if key == NODE_KEY_KEY:
+            return base64.b64decode(value)
+    raise AuthenticationError("the request is not signed: start the SuperNode with --auth-key")

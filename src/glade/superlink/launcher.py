@@ -2,8 +2,9 @@
 
 The process runs ``python -u -m glade.superlink.serverapp`` in its own session (so user code
 and anything it starts can be stopped as one group), receives the run's secret token on
-stdin (never on the command line), and has its stdout and stderr captured into the run's
-log through ``on_output``. :meth:`ServerAppProcess.wait` ends it after a timeout;
+stdin (never on the command line), connects to ServerAppIO with TLS when given the CA to
+trust (``root_certificates``), and has its stdout and stderr captured into the run's log
+through ``on_output``. :meth:`ServerAppProcess.wait` ends it after a timeout;
 :meth:`ServerAppProcess.terminate` ends it on request (SIGTERM, then SIGKILL after a grace).
 """
 
@@ -58,6 +59,7 @@ class ServerAppProcess:
         server_app: str,
         on_output: Callable[[str], None],
         object_dir: Path | None = None,
+        root_certificates: Path | None = None,
     ) -> None:
         command = [
             python,
@@ -75,6 +77,8 @@ class ServerAppProcess:
         ]
         if object_dir is not None:
             command += ["--object-dir", str(object_dir)]
+        if root_certificates is not None:  # ServerAppIO speaks TLS
+            command += ["--root-certificates", str(root_certificates)]
         self._lock = threading.Lock()
         self._stopped = False
         self._timed_out = False

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from glade.bundle import extract_bundle
+from glade.bundle_policy import BundlePolicy
 from glade.errors import AccessDeniedError, InvalidStateError, NotFoundError
 from glade.server.events import History, RunEvent
 from glade.superlink.bundles import AppBundle
@@ -75,6 +76,11 @@ class RunManager:
         self._histories: dict[int, History] = {}
         self._serverappio = ""
         self._closed = False
+
+    @property
+    def bundle_policy(self) -> BundlePolicy:
+        """What app bundles must satisfy here (``--max-bundle-size``, ``--bundle-file-types``)."""
+        return self._config.bundle_policy
 
     # -- lifecycle of the manager ----------------------------------------------------------
     def recover(self) -> list[int]:
@@ -246,6 +252,7 @@ class RunManager:
                 server_app=run.server_app,
                 on_output=lambda text: self._append_output(run_id, text),
                 object_dir=self._store.root if self._config.local_object_access else None,
+                root_certificates=self._config.serverappio_ca,
             )
         self._log(run_id, f"run {run_id} started: ServerApp {run.server_app} (pid {proc.pid})")
         return proc.wait(timeout=self._config.run_timeout_s, grace_s=self._config.stop_grace_s)

@@ -1,8 +1,9 @@
 """The ServerApp process: ``python -m glade.superlink.serverapp`` (started by the SuperLink).
 
-It reads the run's token from stdin, connects to ServerAppIO, loads the ServerApp from the
-extracted bundle and runs it with a :class:`~glade.superlink.grid.ServerAppIoGrid`. Its
-stdout and stderr (logging included) become the run's log. Exit codes: 0 the ServerApp
+It reads the run's token from stdin, connects to ServerAppIO (with TLS given
+``--root-certificates``), loads the ServerApp from the extracted bundle and runs it with a
+:class:`~glade.superlink.grid.ServerAppIoGrid`. Its stdout and stderr (logging included)
+become the run's log. Exit codes: 0 the ServerApp
 returned, 1 it raised, 2 it could not be loaded, 3 the SuperLink could not be reached.
 """
 
@@ -15,11 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from glade.context import Context
-from glade.errors import AppLoadError, TransportError
+from glade.errors import AppLoadError, ConfigError, TransportError
 from glade.project import load_app
 from glade.server.app import ServerApp
 from glade.superlink.grid import ServerAppIoGrid
 from glade.transport.grpc_options import channel
+from glade.transport.tls import channel_credentials
 
 __all__ = ["main"]
 
@@ -37,6 +39,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--app-dir", required=True, help="the extracted app bundle")
     parser.add_argument("--server-app", required=True, help="module:attribute")
     parser.add_argument("--object-dir", help="the SuperLink's object store, if on this machine")
+    parser.add_argument(
+        "--root-certificates", help="PEM file of the CA to trust: ServerAppIO speaks TLS"
+    )
     return parser.parse_args(argv)
 
 
@@ -50,7 +55,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    with channel(args.serverappio) as chan:
+    try:
+        credentials = (
+            channel_credentials(root_certificates=args.root_certificates)
+            if args.root_certificates
+            else None
+        )
+    except ConfigError as exc:
+        logger.error("cannot connect to the SuperLink at %s: %s", args.serverappio, exc)
+        return EXIT_UNREACHABLE
+    with channel(args.serverappio, credentials=credentials) as chan:
         object_dir = Path(args.object_dir) if args.object_dir else None
         grid = ServerAppIoGrid(chan, run_id=args.run_id, token=token, object_dir=object_dir)
         try:

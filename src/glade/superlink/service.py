@@ -14,12 +14,18 @@ from types import TracebackType
 
 import grpc
 
+from glade.errors import ConfigError
 from glade.files import write_json
+from glade.superlink.access import AccessInterceptor
+from glade.superlink.accounts import Accounts
+from glade.superlink.audit import AuditLog
 from glade.superlink.config import SuperLinkConfig
-from glade.superlink.control import ControlServicer
+from glade.superlink.control import CONTROL_RULES, ControlServicer
 from glade.superlink.delivery import Delivery
 from glade.superlink.fleet import FleetServicer
 from glade.superlink.garbage import GarbageCollector
+from glade.superlink.launcher import local_address
+from glade.superlink.node_auth import NodeAuth
 from glade.superlink.notify import Notifier
 from glade.superlink.object_store import ObjectStore
 from glade.superlink.rpc import ObjectRpcs
@@ -28,8 +34,9 @@ from glade.superlink.serverappio import ServerAppIoServicer
 from glade.superlink.sqlite_state import SqliteState
 from glade.transport.grpc_options import bind, create_server
 from glade.transport.object_wire import RawObjectsInterceptor
+from glade.transport.signing import VerifyingInterceptor
 from glade.transport.status import StatusInterceptor
-from glade.transport.tls import server_credentials
+from glade.transport.tls import certificate_covers, server_credentials
 from glade.transport.v1 import control_pb2_grpc, fleet_pb2_grpc, serverappio_pb2_grpc
 
 __all__ = ["SuperLink"]
@@ -102,6 +109,7 @@ class SuperLink:
             self.notifier,
             lease_s=cfg.message_lease_s,
             max_wait_s=cfg.max_long_poll_s,
+            max_waiting=max(1, cfg.max_workers * 3 // 4),  # the rest: heartbeats, transfers
             clock=self._clock,
         )
         self.runs = RunManager(
@@ -112,6 +120,16 @@ class SuperLink:
             config=cfg,
             clock=self._clock,
         )
+        self.accounts = Accounts(self.state, token_ttl_s=cfg.token_ttl_s, clock=self._clock)
+        self.audit = AuditLog(self.state, clock=self._clock)
+        if cfg.init_admin and self.accounts.ensure_admin(cfg.init_admin, cfg.init_admin_password):
+            self.audit.record(
+                actor="superlink",
+                action="user.add",
+                target=cfg.init_admin,
+                detail="the first admin (--init-admin)",
+            )
+            logger.info("created the admin %r (--init-admin)", cfg.init_admin)
         failed = self.runs.recover()
         if failed:
             logger.warning("marked %d run(s) failed: the SuperLink restarted", len(failed))
@@ -125,6 +143,7 @@ class SuperLink:
             objects=objects,
             heartbeat_interval_s=cfg.heartbeat_interval_s,
             clock=self._clock,
+            node_auth=cfg.node_auth_enabled,
         )
         serverappio = ServerAppIoServicer(
             state=self.state,
@@ -138,6 +157,9 @@ class SuperLink:
             runs=self.runs,
             objects=objects,
             notifier=self.notifier,
+            accounts=self.accounts,
+            delivery=self.delivery,
+            user_auth=cfg.user_auth_enabled,
             clock=self._clock,
         )
         plan = [
@@ -147,10 +169,29 @@ class SuperLink:
         ]
         for name, address, module, servicer in plan:
             interceptors = [StatusInterceptor(), RawObjectsInterceptor()]
+            if name == "fleet" and cfg.node_auth_enabled:  # after StatusInterceptor: see signing
+                policy = NodeAuth(
+                    self.state, self.audit, window_s=cfg.node_auth_window_s, clock=self._clock
+                )
+                interceptors.append(VerifyingInterceptor(policy))
+            if name == "control":  # after StatusInterceptor: its errors become statuses
+                interceptors.append(
+                    AccessInterceptor(
+                        service="glade.v1.Control",
+                        rules=CONTROL_RULES,
+                        accounts=self.accounts,
+                        audit=self.audit,
+                        enabled=cfg.user_auth_enabled,
+                        login_hint="log in with 'glade login FEDERATION'",
+                    )
+                )
             server = create_server(max_workers=cfg.max_workers, interceptors=interceptors)
             adder = next(getattr(module, a) for a in dir(module) if a.endswith("_to_server"))
             adder(servicer, server)
-            creds = None if name == "serverappio" else self._credentials(mutual=name == "fleet")
+            if name == "serverappio":  # TLS beyond loopback, or when asked for
+                creds = self._serverappio_credentials()
+            else:
+                creds = self._credentials(mutual=name == "fleet")
             port = bind(server, address, insecure=creds is None, credentials=creds)
             self._servers.append(server)
             self._addresses[name] = f"{address.rpartition(':')[0]}:{port}"
@@ -162,10 +203,36 @@ class SuperLink:
         )
         self._janitor.start()
         for name in ("control", "fleet", "serverappio"):
-            tls = "TLS" if name != "serverappio" and not cfg.insecure else "no TLS"
+            secure = cfg.serverappio_ca is not None if name == "serverappio" else not cfg.insecure
+            tls = "TLS" if secure else "no TLS"
             logger.info("SuperLink %s API listening on %s (%s)", name, self._addresses[name], tls)
+        if not cfg.node_auth_enabled:
+            logger.warning(
+                "node authentication is OFF: any SuperNode that reaches the Fleet API can join "
+                "(turn it on with --node-auth and allow node keys with 'glade node add')"
+            )
+        if not cfg.user_auth_enabled:
+            logger.warning(
+                "user authentication is OFF: anyone who reaches the Control API acts as an "
+                "admin (turn it on with --user-auth; create the first admin with --init-admin)"
+            )
         if cfg.ready_file is not None:
             write_json(cfg.ready_file, {**self._addresses, "pid": os.getpid()})
+
+    def _serverappio_credentials(self) -> grpc.ServerCredentials | None:
+        """TLS of ServerAppIO (no client certificates: runs show their token)."""
+        cfg = self.config
+        if cfg.serverappio_ca is None or cfg.ssl_certfile is None:
+            return None
+        host = local_address(cfg.serverappio_address).rpartition(":")[0].strip("[]")
+        if not certificate_covers(cfg.ssl_certfile, host):
+            raise ConfigError(
+                f"the certificate {cfg.ssl_certfile} is not valid for {host!r}, where the "
+                "ServerApp processes reach ServerAppIO: add it to the certificate's names "
+                "('glade certs create --hostname' includes localhost and 127.0.0.1), or "
+                "choose a --serverappio-address the certificate covers"
+            )
+        return self._credentials(mutual=False)
 
     def _credentials(self, *, mutual: bool) -> grpc.ServerCredentials | None:
         """TLS of Control and Fleet; only Fleet asks for client certificates (SuperNodes)."""

@@ -1,4 +1,4 @@
-"""The SuperLink's `State`: nodes, runs, messages, logs and the object references they hold.
+"""The SuperLink's `State`: nodes, runs, messages, logs, accounts, node keys and the audit log.
 
 `State` is the one seam between the SuperLink and its database. The SQLite implementation
 (:class:`~glade.superlink.sqlite_state.SqliteState`, file or ``:memory:``) is the only one
@@ -16,12 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = [
+    "AuditEntry",
     "NodeInfo",
+    "NodeKey",
+    "Role",
     "RunInfo",
     "RunStatus",
     "State",
     "StoredMessage",
     "SubStatus",
+    "TokenInfo",
+    "UserInfo",
 ]
 
 
@@ -107,6 +112,74 @@ class StoredMessage:
     @property
     def expires_at(self) -> float:
         return self.created_at + self.ttl
+
+
+class Role:
+    """A user's role: ``admin`` manages users and nodes and sees every run; ``user`` its own."""
+
+    ADMIN = "admin"
+    USER = "user"
+    ALL = (ADMIN, USER)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserInfo:
+    """One user account; secrets are stored only as hashes.
+
+    ``password_hash`` is an encoded scrypt hash (:func:`glade.superlink.accounts.hash_password`,
+    empty: no password login), ``api_key_hash`` the SHA-256 hex of the user's API key (empty:
+    none).
+    """
+
+    name: str
+    role: str
+    password_hash: str = ""
+    api_key_hash: str = ""
+    created_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.role not in Role.ALL:
+            raise ValueError(f"unknown role {self.role!r} (expected one of {Role.ALL})")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenInfo:
+    """A login session: the SHA-256 hex of a bearer token, whose it is, until when."""
+
+    token_hash: str
+    user: str
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeKey:
+    """A SuperNode public key on the allow-list."""
+
+    public_key: bytes
+    """32 raw Ed25519 bytes (:attr:`glade.keypairs.PublicKey.raw`)."""
+    name: str
+    added_at: float
+    added_by: str = ""
+    node_id: int = 0
+    """Bound at the node's first Register; 0: the node never registered."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEntry:
+    """One line of the audit log: who did what to what, when, with which result."""
+
+    entry_id: int = 0
+    """Assigned by the state (:meth:`State.append_audit`)."""
+    time: float
+    actor: str
+    """A user name, ``node:<fingerprint>``, or ``anonymous`` (with the peer in ``detail``)."""
+    action: str
+    """``login``, ``logout``, ``run.start``, ``run.stop``, ``user.add``, ``node.add``, ..."""
+    target: str = ""
+    result: str = "ok"
+    """``ok``, ``denied`` or ``failed``."""
+    detail: str = ""
 
 
 class State(Protocol):
@@ -212,6 +285,80 @@ class State(Protocol):
 
     def referenced_objects(self) -> set[str]:
         """Object ids stored messages and unfinished runs (their bundles) refer to."""
+        ...
+
+    # -- users and login tokens -------------------------------------------------------------
+    def add_user(self, user: UserInfo) -> None:
+        """Store a new user; a taken name raises :class:`~glade.errors.InvalidStateError`."""
+        ...
+
+    def get_user(self, name: str) -> UserInfo | None: ...
+
+    def find_user_by_api_key(self, api_key_hash: str) -> UserInfo | None: ...
+
+    def list_users(self) -> list[UserInfo]:
+        """Every user, by name."""
+        ...
+
+    def update_user(
+        self,
+        name: str,
+        *,
+        role: str | None = None,
+        password_hash: str | None = None,
+        api_key_hash: str | None = None,
+    ) -> UserInfo | None:
+        """Change some fields of a user (None: unknown user); returns the user as stored.
+
+        Demoting the last admin raises :class:`~glade.errors.InvalidStateError`.
+        """
+        ...
+
+    def remove_user(self, name: str) -> UserInfo | None:
+        """Delete a user and its tokens; returns what was removed (None: unknown).
+
+        Removing the last admin raises :class:`~glade.errors.InvalidStateError`.
+        """
+        ...
+
+    def add_token(self, token: TokenInfo) -> None:
+        """Store a login token of a known user (else :class:`~glade.errors.NotFoundError`)."""
+        ...
+
+    def get_token(self, token_hash: str) -> TokenInfo | None: ...
+
+    def remove_token(self, token_hash: str) -> bool: ...
+
+    def prune_tokens(self, *, expired_at: float) -> int:
+        """Forget tokens that expired at ``expired_at``; returns how many."""
+        ...
+
+    # -- SuperNode keys (the allow-list) ---------------------------------------------------
+    def add_node_key(self, key: NodeKey) -> None:
+        """Allow a key; a taken name or key raises :class:`~glade.errors.InvalidStateError`."""
+        ...
+
+    def get_node_key(self, public_key: bytes) -> NodeKey | None: ...
+
+    def list_node_keys(self) -> list[NodeKey]:
+        """Every allowed key, in the order they were added."""
+        ...
+
+    def remove_node_key(self, name: str) -> NodeKey | None:
+        """Disallow the key named ``name``; returns what was removed (None: unknown name)."""
+        ...
+
+    def bind_node_key(self, public_key: bytes, node_id: int) -> None:
+        """Record the node id the key registered as (unknown key: NotFoundError)."""
+        ...
+
+    # -- audit log -------------------------------------------------------------------------
+    def append_audit(self, entry: AuditEntry) -> int:
+        """Append an entry (its ``entry_id`` is ignored); returns the id it got (increasing)."""
+        ...
+
+    def list_audit(self, *, limit: int = 100, after_id: int = 0) -> list[AuditEntry]:
+        """The newest ``limit`` entries with an id above ``after_id``, oldest first."""
         ...
 
     def close(self) -> None: ...

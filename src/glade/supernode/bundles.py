@@ -8,8 +8,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from glade.bundle import MAX_BUNDLE_BYTES, extract_bundle
-from glade.errors import SerdeError
+from glade.bundle import extract_bundle
+from glade.bundle_policy import BundlePolicy
+from glade.errors import AccessDeniedError, LimitExceededError, SerdeError
 
 __all__ = ["BundleCache"]
 
@@ -20,26 +21,32 @@ _BUNDLE_ID = re.compile(r"[0-9a-f]{64}")
 
 
 class BundleCache:
-    """Extracted bundles under ``root/<bundle id>``; ``fetch(bundle_id)`` downloads a zip.
+    """Extracted bundles under ``root/<bundle id>-<policy>``; ``fetch(bundle_id)`` downloads one.
 
     A folder there was written atomically after every check passed (the zip's SHA-256 is
-    its id, each file matches the manifest, paths are safe, sizes are capped), so a bundle
-    used by many runs is downloaded and checked once. Bad bundles raise
-    :class:`~glade.errors.SerdeError`.
+    its id, each file matches the manifest, paths are safe, and the node's ``policy``:
+    size cap, file types, trusted publishers), so a bundle used by many runs is downloaded
+    and checked once. The folder name carries a digest of the policy: after the node's
+    policy changes (another ``--trusted-publishers`` file, say), bundles are checked again.
+    Bundles this node refuses raise :class:`~glade.errors.SerdeError` with the reason.
     """
 
-    def __init__(self, root: Path, *, fetch: Fetch, max_bytes: int = MAX_BUNDLE_BYTES) -> None:
+    def __init__(self, root: Path, *, fetch: Fetch, policy: BundlePolicy | None = None) -> None:
         self._root = Path(root)
         self._fetch = fetch
-        self._max_bytes = max_bytes
+        self._policy = policy if policy is not None else BundlePolicy.unrestricted()
         self._lock = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
+
+    @property
+    def policy(self) -> BundlePolicy:
+        return self._policy
 
     def app_dir(self, bundle_id: str) -> Path:
         """The folder of the extracted bundle ``bundle_id`` (fetched if not cached)."""
         if not _BUNDLE_ID.fullmatch(bundle_id):
             raise SerdeError(f"invalid bundle id {bundle_id!r}: expected a hex sha256")
-        target = self._root / bundle_id
+        target = self._root / f"{bundle_id}-{self._policy.cache_key}"
         if target.is_dir():
             return target
         with self._lock:
@@ -49,6 +56,8 @@ class BundleCache:
                 return target
             data = self._fetch(bundle_id)
             logger.info("fetched app bundle %s (%d bytes)", bundle_id[:12], len(data))
-            return extract_bundle(
-                bytes(data), target, bundle_id=bundle_id, max_bytes=self._max_bytes
-            )
+            try:
+                return extract_bundle(bytes(data), target, bundle_id=bundle_id, policy=self._policy)
+            except (AccessDeniedError, LimitExceededError) as exc:
+                # refused by this node's policy: to the run, a bundle it cannot use
+                raise SerdeError(str(exc)) from exc

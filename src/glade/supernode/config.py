@@ -9,8 +9,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from glade.bundle import MAX_BUNDLE_BYTES
+from glade.bundle_policy import DEFAULT_FILE_TYPES, DEFAULT_MAX_BUNDLE_BYTES, BundlePolicy
 from glade.errors import ConfigError
+from glade.keypairs import PublicKey
 from glade.transport.chunks import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_OBJECT_SIZE
 
 __all__ = ["SuperNodeConfig"]
@@ -42,6 +43,10 @@ class SuperNodeConfig:
     ssl_certfile: Path | None = None
     """This node's client certificate, for a SuperLink that requires mutual TLS."""
     ssl_keyfile: Path | None = None
+    auth_key: Path | None = None
+    """This node's Ed25519 private key (``glade keys create``): every Fleet request is signed
+    with it, for a SuperLink with node authentication. Its public key must be on the
+    SuperLink's allow-list (``glade node add``); the node id follows the key."""
     poll_wait_s: float = 10.0
     max_messages: int = 100
     heartbeat_interval_s: float | None = None
@@ -54,7 +59,12 @@ class SuperNodeConfig:
     """Leave the federation at a graceful stop (its pending work is answered at once)."""
     chunk_size: int = DEFAULT_CHUNK_SIZE
     max_object_size: int = DEFAULT_MAX_OBJECT_SIZE
-    max_bundle_bytes: int = MAX_BUNDLE_BYTES
+    max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
+    """Largest app bundle this node runs (its files, uncompressed; ``--max-bundle-size``)."""
+    bundle_file_types: tuple[str, ...] | None = DEFAULT_FILE_TYPES
+    """File types an app bundle may hold here (``--bundle-file-types``; None: any)."""
+    trusted_publishers: tuple[PublicKey, ...] | None = None
+    """With keys, only bundles signed by one of them run here (``--trusted-publishers``)."""
     app_startup_timeout_s: float = 300.0
     ready_file: Path | None = None
 
@@ -86,6 +96,16 @@ class SuperNodeConfig:
         if self.backoff_max_s < self.backoff_initial_s:
             raise ConfigError("backoff_max_s must be at least backoff_initial_s")
         self._check_tls()
+        _ = self.bundle_policy  # checks the bundle options
+
+    @property
+    def bundle_policy(self) -> BundlePolicy:
+        """What an app bundle must satisfy to run on this node."""
+        return BundlePolicy(
+            max_bytes=self.max_bundle_bytes,
+            file_types=self.bundle_file_types,
+            trusted_publishers=self.trusted_publishers,
+        )
 
     def _check_tls(self) -> None:
         client_cert = (self.ssl_certfile, self.ssl_keyfile)

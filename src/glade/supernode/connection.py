@@ -5,21 +5,28 @@ implementation that touches protobuf is :class:`GrpcConnection`. Failures raise 
 exceptions: :class:`~glade.errors.TransportError` when the SuperLink cannot be reached,
 :class:`~glade.errors.NotFoundError` for an unknown node or run, and the
 other request errors of :mod:`glade.errors`.
+
+With a ``signing_key`` every call is signed (:mod:`glade.transport.signing`), for a SuperLink
+with node authentication. When the SuperLink refuses the node's credentials the
+:class:`~glade.errors.AuthenticationError` says what to do about it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
 
 from glade.array import Array
-from glade.errors import NotFoundError, SerdeError
+from glade.errors import AuthenticationError, NotFoundError, SerdeError
+from glade.keypairs import PrivateKey
 from glade.message import Message
 from glade.transport._record_codec import user_config_from_proto, user_config_to_proto
+from glade.transport.chunks import Allocate
 from glade.transport.codec import message_from_proto, message_to_proto
 from glade.transport.grpc_options import channel as open_channel
 from glade.transport.object_wire import ObjectStub
@@ -29,7 +36,9 @@ from glade.transport.objects import (
     pull_object,
     receive_objects,
     send_objects,
+    upload_unhashed,
 )
+from glade.transport.signing import RequestSigner, SigningInterceptor
 from glade.transport.status import error_from_rpc
 from glade.transport.v1 import fleet_pb2 as fpb
 from glade.transport.v1 import fleet_pb2_grpc, run_pb2
@@ -100,11 +109,24 @@ class GrpcConnection:
         rpc_timeout_s: float = 30.0,
         chunk_size: int,
         max_object_size: int,
+        signing_key: PrivateKey | None = None,
+        allocate: Allocate | None = None,
+        skip_message: Callable[[str], bool] | None = None,
     ) -> None:
-        """``credentials`` None: an unencrypted channel (see :mod:`glade.transport.tls`)."""
+        """``credentials`` None: an unencrypted channel (see :mod:`glade.transport.tls`);
+        ``signing_key``: sign every call with it; ``allocate``: makes the buffers pulled
+        arrays are received into (see :class:`~glade.transport.chunks.ChunkAssembler`);
+        ``skip_message(message_id)`` True: a pulled instruction is dropped before its arrays
+        are downloaded (the node is still working on it)."""
+        self._allocate = allocate
+        self._skip_message = skip_message
         self._channel = open_channel(address, credentials=credentials)
-        self._stub = fleet_pb2_grpc.FleetStub(self._channel)  # type: ignore[no-untyped-call]
-        self._objects = ObjectStub(self._channel, _FLEET)
+        self._key = signing_key
+        calls = self._channel
+        if signing_key is not None:
+            calls = grpc.intercept_channel(calls, SigningInterceptor(RequestSigner(signing_key)))
+        self._stub = fleet_pb2_grpc.FleetStub(calls)  # type: ignore[no-untyped-call]
+        self._objects = ObjectStub(calls, _FLEET)
         self._timeout = rpc_timeout_s
         self._chunk_size = chunk_size
         self._max_object_size = max_object_size
@@ -113,10 +135,33 @@ class GrpcConnection:
         self._closed = False
 
     def _call(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
+        with self._explained():
+            try:
+                return getattr(self._stub, method)(request, timeout=timeout or self._timeout)
+            except grpc.RpcError as exc:
+                peer = f"(SuperLink Fleet API at {self._address})"
+                raise error_from_rpc(exc, peer=peer) from exc
+
+    @contextlib.contextmanager
+    def _explained(self) -> Iterator[None]:
+        """Refused credentials: say what to do (the node keeps retrying meanwhile)."""
         try:
-            return getattr(self._stub, method)(request, timeout=timeout or self._timeout)
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc, peer=f"(SuperLink Fleet API at {self._address})") from exc
+            yield
+        except AuthenticationError as exc:
+            where = f"the SuperLink at {self._address}"
+            if self._key is None:
+                message = (
+                    f"{where} requires node authentication and this SuperNode has no key: make "
+                    "one with 'glade keys create --out DIR', restart with --auth-key "
+                    "DIR/node.key, and ask the SuperLink's admin to allow DIR/node.pub "
+                    "('glade node add')"
+                )
+            else:
+                line = self._key.public_key.to_openssh()
+                message = (
+                    f"{where} refused this SuperNode: {exc} (this node's public key: '{line}')"
+                )
+            raise AuthenticationError(message) from exc
 
     def register(self, *, node_id: int, name: str, node_config: Mapping[str, Any]) -> Registration:
         request = fpb.RegisterRequest(node_id=node_id, name=name)
@@ -137,15 +182,19 @@ class GrpcConnection:
         batch: run_pb2.MessageBatch = self._call(
             "PullMessages", request, timeout=wait_s + self._timeout
         )
+        if self._skip_message is not None:
+            _drop_skipped(batch, self._skip_message)
         if not batch.messages:
             return []
         try:
-            objects = receive_objects(
-                self._objects,
-                batch,
-                metadata=node_metadata(node_id),
-                max_size=self._max_object_size,
-            )
+            with self._explained():
+                objects = receive_objects(
+                    self._objects,
+                    batch,
+                    metadata=node_metadata(node_id),
+                    max_size=self._max_object_size,
+                    allocate=self._allocate,
+                )
         except NotFoundError as exc:  # not "unknown node": the pull itself succeeded
             raise SerdeError(f"an array of the pulled messages is missing: {exc}") from None
         del batch.inline_objects[:]  # their bytes live on in ``objects``
@@ -155,16 +204,19 @@ class GrpcConnection:
             raise SerdeError(f"the SuperLink sent a message this node cannot read: {exc}") from None
 
     def push(self, node_id: int, replies: Sequence[Message]) -> list[str]:
+        metadata = node_metadata(node_id)
+        with self._explained():  # new arrays: the SuperLink names them as it verifies them
+            upload_unhashed(self._objects, replies, metadata=metadata, chunk_size=self._chunk_size)
         protos = []
         objects: dict[str, Array] = {}
         for reply in replies:
             proto, arrays = message_to_proto(reply)
             protos.append(proto)
             objects.update(arrays)
-        metadata = node_metadata(node_id)
-        inline = send_objects(
-            self._objects, objects, metadata=metadata, chunk_size=self._chunk_size
-        )
+        with self._explained():
+            inline = send_objects(
+                self._objects, objects, metadata=metadata, chunk_size=self._chunk_size
+            )
         request = fpb.PushMessagesRequest(
             node_id=node_id,
             messages=protos,
@@ -183,9 +235,10 @@ class GrpcConnection:
         )
 
     def fetch_object(self, node_id: int, object_id: str, *, max_size: int) -> memoryview:
-        return pull_object(
-            self._objects, object_id, metadata=node_metadata(node_id), max_size=max_size
-        )
+        with self._explained():
+            return pull_object(
+                self._objects, object_id, metadata=node_metadata(node_id), max_size=max_size
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -193,3 +246,28 @@ class GrpcConnection:
                 return
             self._closed = True
         self._channel.close()
+
+
+def _drop_skipped(batch: run_pb2.MessageBatch, skip: Callable[[str], bool]) -> None:
+    """Remove the messages ``skip`` names, and the objects only they referred to."""
+    kept = [m for m in batch.messages if not skip(m.metadata.message_id)]
+    if len(kept) == len(batch.messages):
+        return
+    used = {
+        item.value.object_id
+        for m in kept
+        if m.WhichOneof("body") == "content"
+        for entry in m.content.entries
+        if entry.WhichOneof("record") == "array_record"
+        for item in entry.array_record.entries
+    }
+    messages = [m.SerializeToString() for m in kept]  # copies: the originals are cleared
+    objects = [(o.object_id, o.size) for o in batch.objects if o.object_id in used]
+    inline = [c.SerializeToString() for c in batch.inline_objects if c.object_id in used]
+    del batch.messages[:], batch.objects[:], batch.inline_objects[:]
+    for data in messages:
+        batch.messages.add().MergeFromString(data)
+    for object_id, size in objects:
+        batch.objects.add(object_id=object_id, size=size)
+    for data in inline:
+        batch.inline_objects.add().MergeFromString(data)

@@ -32,11 +32,14 @@ from types import TracebackType
 
 import grpc
 
-from glade.errors import GladeError, NotFoundError, TransportError
+from glade.errors import AuthenticationError, GladeError, NotFoundError, TransportError
 from glade.files import write_json
+from glade.keypairs import PrivateKey
 from glade.message import Message
 from glade.project import ProjectConfig
 from glade.simulation.backend import NodeSpec
+from glade.simulation.shm import SharedBuffers
+from glade.simulation.worker import tune_malloc
 from glade.supernode.backoff import Backoff
 from glade.supernode.bundles import BundleCache
 from glade.supernode.config import SuperNodeConfig
@@ -50,6 +53,7 @@ __all__ = ["SuperNode"]
 logger = logging.getLogger(__name__)
 
 _MIN_HEARTBEAT_S = 0.05
+_SHARED_MIN_BYTES = 256 * 1024  # arrays this large are received straight into shared memory
 
 
 class SuperNode:
@@ -110,10 +114,14 @@ class SuperNode:
         """
         if self._started:
             raise RuntimeError("this SuperNode was started already")
+        key = PrivateKey.read(self.config.auth_key) if self.config.auth_key else None
         data_dir = self.config.data_dir
         if data_dir is None:
             self._tmp_dir = data_dir = Path(tempfile.mkdtemp(prefix="glade-supernode-"))
         self._identity = NodeIdentity(data_dir)
+        # Large arrays are received into shared memory, which the ClientApp processes map.
+        self._shared = SharedBuffers(min_size=_SHARED_MIN_BYTES)
+        tune_malloc()
         self._started = True
         cfg = self.config
         self._conn: Connection = self._conn_given or GrpcConnection(
@@ -122,9 +130,14 @@ class SuperNode:
             rpc_timeout_s=cfg.rpc_timeout_s,
             chunk_size=cfg.chunk_size,
             max_object_size=cfg.max_object_size,
+            signing_key=key,
+            allocate=self._shared.allocate,
+            skip_message=self._working_on,
         )
+        if key is not None:
+            logger.info("signing Fleet requests with node key %s", key.public_key.fingerprint)
         self._bundles = BundleCache(
-            Path(data_dir) / "apps", fetch=self._fetch_bundle, max_bytes=cfg.max_bundle_bytes
+            Path(data_dir) / "apps", fetch=self._fetch_bundle, policy=cfg.bundle_policy
         )
         for name, target in (
             ("poller", self._poll_loop),
@@ -163,6 +176,7 @@ class SuperNode:
         for thread in self._threads:
             thread.join(max(0.1, deadline - time.monotonic()))
         self._identity.close()
+        self._shared.close()
         if self._tmp_dir is not None:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
         if self.config.ready_file is not None:
@@ -244,14 +258,23 @@ class SuperNode:
                 logger.info("connected to the SuperLink at %s again", self.config.superlink)
                 down = False
             backoff.reset()
+            took = time.perf_counter() - started
             if messages:
                 logger.debug(
-                    "pulled %d message(s) in %.3f s (long-poll included)",
-                    len(messages),
-                    time.perf_counter() - started,
+                    "pulled %d message(s) in %.3f s (long-poll included)", len(messages), took
                 )
                 self._dispatch(messages)
+            elif took < 0.1 * self.config.poll_wait_s:
+                # Answered at once with nothing: the SuperLink has no thread to spare for a
+                # long-poll, or offered only instructions this node is working on.
+                pause = min(1.0, self.config.poll_wait_s) * (0.5 + 0.5 * self._rng.random())
+                self._stopping.wait(pause)
             del messages  # the arrays may be large: keep them no longer than needed
+
+    def _working_on(self, message_id: str) -> bool:
+        """Whether the node is processing the instruction (its lease may have run out)."""
+        with self._lock:
+            return message_id in self._in_flight
 
     def _dispatch(self, messages: Sequence[Message]) -> None:
         by_run: dict[int, list[Message]] = {}
@@ -277,6 +300,7 @@ class SuperNode:
                 on_replies=self._outbox.put,
                 backoff=self._backoff(),
                 startup_timeout_s=self.config.app_startup_timeout_s,
+                shared=self._shared,
             )
         return app
 
@@ -319,7 +343,7 @@ class SuperNode:
                     if logger.isEnabledFor(logging.DEBUG):
                         self._log_push(replies, started)
                     return
-                except TransportError as exc:
+                except (TransportError, AuthenticationError) as exc:  # may come back
                     if self._stopping.is_set():
                         return
                     delay = backoff.next()

@@ -30,6 +30,7 @@ from glade.errors import ConfigError
 __all__ = [
     "DEFAULT_HOSTNAMES",
     "DevCertificates",
+    "certificate_covers",
     "channel_credentials",
     "create_dev_certificates",
     "is_loopback",
@@ -216,6 +217,43 @@ def channel_credentials(
         private_key=_read(keyfile, "TLS private key"),
         certificate_chain=_read(certfile, "TLS certificate"),
     )
+
+
+def certificate_covers(certfile: Path | str, host: str) -> bool:
+    """Whether the (first) certificate in ``certfile`` is valid for ``host`` (name or IP).
+
+    Checks the subject alternative names (a ``*.`` wildcard covers one label), or the
+    common name of a certificate without them. Raises :class:`~glade.errors.ConfigError`
+    if the file is not a readable PEM certificate.
+    """
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    data = _read(certfile, "TLS certificate")
+    try:
+        cert = x509.load_pem_x509_certificate(data)
+    except ValueError as exc:
+        raise ConfigError(f"the TLS certificate {certfile} cannot be read ({exc})") from None
+    try:
+        ip: Any = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        names = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+        return host.lower() in (n.lower() for n in names)
+    if ip is not None:
+        return ip in sans.get_values_for_type(x509.IPAddress)
+    return any(_name_matches(name, host) for name in sans.get_values_for_type(x509.DNSName))
+
+
+def _name_matches(pattern: str, host: str) -> bool:
+    pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
+    if pattern.startswith("*."):
+        head, _, rest = host.partition(".")
+        return bool(head) and rest == pattern[2:]
+    return pattern == host
 
 
 def is_loopback(address: str) -> bool:

@@ -26,7 +26,7 @@ from glade.transport.v1 import message_pb2 as glade_dot_v1_dot_message__pb2
 from glade.transport.v1 import run_pb2 as glade_dot_v1_dot_run__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16glade/v1/control.proto\x12\x08glade.v1\x1a\x16glade/v1/message.proto\x1a\x12glade/v1/run.proto\"\x80\x01\n\x0fStartRunRequest\x12\x11\n\tbundle_id\x18\x01 \x01(\t\x12(\n\nrun_config\x18\x02 \x01(\x0b\x32\x14.glade.v1.UserConfig\x12\x30\n\x12\x66\x65\x64\x65ration_options\x18\x03 \x01(\x0b\x32\x14.glade.v1.UserConfig\"\"\n\x10StartRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\"!\n\x0fListRunsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\"<\n\x10ListRunsResponse\x12\x1b\n\x04runs\x18\x01 \x03(\x0b\x32\r.glade.v1.Run\x12\x0b\n\x03now\x18\x02 \x01(\x01\" \n\x0eStopRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\"\"\n\x0fStopRunResponse\x12\x0f\n\x07stopped\x18\x01 \x01(\x08\"C\n\x11StreamLogsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"\x12\n\x10ListNodesRequest\"?\n\x11ListNodesResponse\x12\x1d\n\x05nodes\x18\x01 \x03(\x0b\x32\x0e.glade.v1.Node\x12\x0b\n\x03now\x18\x02 \x01(\x01\x32\xe4\x03\n\x07\x43ontrol\x12\x43\n\nPushObject\x12\x15.glade.v1.ObjectChunk\x1a\x1c.glade.v1.PushObjectResponse(\x01\x12G\n\nHasObjects\x12\x1b.glade.v1.HasObjectsRequest\x1a\x1c.glade.v1.HasObjectsResponse\x12\x41\n\x08StartRun\x12\x19.glade.v1.StartRunRequest\x1a\x1a.glade.v1.StartRunResponse\x12\x41\n\x08ListRuns\x12\x19.glade.v1.ListRunsRequest\x1a\x1a.glade.v1.ListRunsResponse\x12>\n\x07StopRun\x12\x18.glade.v1.StopRunRequest\x1a\x19.glade.v1.StopRunResponse\x12?\n\nStreamLogs\x12\x1b.glade.v1.StreamLogsRequest\x1a\x12.glade.v1.LogChunk0\x01\x12\x44\n\tListNodes\x12\x1a.glade.v1.ListNodesRequest\x1a\x1b.glade.v1.ListNodesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16glade/v1/control.proto\x12\x08glade.v1\x1a\x16glade/v1/message.proto\x1a\x12glade/v1/run.proto\"\x80\x01\n\x0fStartRunRequest\x12\x11\n\tbundle_id\x18\x01 \x01(\t\x12(\n\nrun_config\x18\x02 \x01(\x0b\x32\x14.glade.v1.UserConfig\x12\x30\n\x12\x66\x65\x64\x65ration_options\x18\x03 \x01(\x0b\x32\x14.glade.v1.UserConfig\"\"\n\x10StartRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\"!\n\x0fListRunsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\"<\n\x10ListRunsResponse\x12\x1b\n\x04runs\x18\x01 \x03(\x0b\x32\r.glade.v1.Run\x12\x0b\n\x03now\x18\x02 \x01(\x01\" \n\x0eStopRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\"\"\n\x0fStopRunResponse\x12\x0f\n\x07stopped\x18\x01 \x01(\x08\"C\n\x11StreamLogsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"\x12\n\x10ListNodesRequest\"?\n\x11ListNodesResponse\x12\x1d\n\x05nodes\x18\x01 \x03(\x0b\x32\x0e.glade.v1.Node\x12\x0b\n\x03now\x18\x02 \x01(\x01\"C\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x03 \x01(\t\"N\n\rLoginResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\nexpires_at\x18\x02 \x01(\x01\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\"\x0f\n\rLogoutRequest\"\x10\n\x0eLogoutResponse\"\x0f\n\rWhoAmIRequest\"S\n\x0eWhoAmIResponse\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x12\n\nexpires_at\x18\x03 \x01(\x01\x12\x11\n\tuser_auth\x18\x04 \x01(\x08\"a\n\x04User\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x12\n\ncreated_at\x18\x03 \x01(\x01\x12\x14\n\x0chas_password\x18\x04 \x01(\x08\x12\x13\n\x0bhas_api_key\x18\x05 \x01(\x08\"O\n\x0e\x41\x64\x64UserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x04 \x01(\x08\"@\n\x0f\x41\x64\x64UserResponse\x12\x1c\n\x04user\x18\x01 \x01(\x0b\x32\x0e.glade.v1.User\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"\x12\n\x10ListUsersRequest\"2\n\x11ListUsersResponse\x12\x1d\n\x05users\x18\x01 \x03(\x0b\x32\x0e.glade.v1.User\"!\n\x11RemoveUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"2\n\x12RemoveUserResponse\x12\x1c\n\x04user\x18\x01 \x01(\x0b\x32\x0e.glade.v1.User\"0\n\x12SetUserRoleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\"3\n\x13SetUserRoleResponse\x12\x1c\n\x04user\x18\x01 \x01(\x0b\x32\x0e.glade.v1.User\"`\n\x07NodeKey\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x61\x64\x64\x65\x64_at\x18\x03 \x01(\x01\x12\x10\n\x08\x61\x64\x64\x65\x64_by\x18\x04 \x01(\t\x12\x0f\n\x07node_id\x18\x05 \x01(\x04\"5\n\x11\x41\x64\x64NodeKeyRequest\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\"4\n\x12\x41\x64\x64NodeKeyResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.glade.v1.NodeKey\"\x15\n\x13ListNodeKeysRequest\"7\n\x14ListNodeKeysResponse\x12\x1f\n\x04keys\x18\x01 \x03(\x0b\x32\x11.glade.v1.NodeKey\"$\n\x14RemoveNodeKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"M\n\x15RemoveNodeKeyResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.glade.v1.NodeKey\x12\x14\n\x0cnode_removed\x18\x02 \x01(\x08\"{\n\nAuditEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\x04\x12\x0c\n\x04time\x18\x02 \x01(\x01\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x0e\n\x06result\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"3\n\x10ListAuditRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x10\n\x08\x61\x66ter_id\x18\x02 \x01(\x04\":\n\x11ListAuditResponse\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.glade.v1.AuditEntry2\xe3\t\n\x07\x43ontrol\x12\x43\n\nPushObject\x12\x15.glade.v1.ObjectChunk\x1a\x1c.glade.v1.PushObjectResponse(\x01\x12G\n\nHasObjects\x12\x1b.glade.v1.HasObjectsRequest\x1a\x1c.glade.v1.HasObjectsResponse\x12\x41\n\x08StartRun\x12\x19.glade.v1.StartRunRequest\x1a\x1a.glade.v1.StartRunResponse\x12\x41\n\x08ListRuns\x12\x19.glade.v1.ListRunsRequest\x1a\x1a.glade.v1.ListRunsResponse\x12>\n\x07StopRun\x12\x18.glade.v1.StopRunRequest\x1a\x19.glade.v1.StopRunResponse\x12?\n\nStreamLogs\x12\x1b.glade.v1.StreamLogsRequest\x1a\x12.glade.v1.LogChunk0\x01\x12\x44\n\tListNodes\x12\x1a.glade.v1.ListNodesRequest\x1a\x1b.glade.v1.ListNodesResponse\x12\x38\n\x05Login\x12\x16.glade.v1.LoginRequest\x1a\x17.glade.v1.LoginResponse\x12;\n\x06Logout\x12\x17.glade.v1.LogoutRequest\x1a\x18.glade.v1.LogoutResponse\x12;\n\x06WhoAmI\x12\x17.glade.v1.WhoAmIRequest\x1a\x18.glade.v1.WhoAmIResponse\x12>\n\x07\x41\x64\x64User\x12\x18.glade.v1.AddUserRequest\x1a\x19.glade.v1.AddUserResponse\x12\x44\n\tListUsers\x12\x1a.glade.v1.ListUsersRequest\x1a\x1b.glade.v1.ListUsersResponse\x12G\n\nRemoveUser\x12\x1b.glade.v1.RemoveUserRequest\x1a\x1c.glade.v1.RemoveUserResponse\x12J\n\x0bSetUserRole\x12\x1c.glade.v1.SetUserRoleRequest\x1a\x1d.glade.v1.SetUserRoleResponse\x12G\n\nAddNodeKey\x12\x1b.glade.v1.AddNodeKeyRequest\x1a\x1c.glade.v1.AddNodeKeyResponse\x12M\n\x0cListNodeKeys\x12\x1d.glade.v1.ListNodeKeysRequest\x1a\x1e.glade.v1.ListNodeKeysResponse\x12P\n\rRemoveNodeKey\x12\x1e.glade.v1.RemoveNodeKeyRequest\x1a\x1f.glade.v1.RemoveNodeKeyResponse\x12\x44\n\tListAudit\x12\x1a.glade.v1.ListAuditRequest\x1a\x1b.glade.v1.ListAuditResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,6 +51,56 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTNODESREQUEST']._serialized_end=501
   _globals['_LISTNODESRESPONSE']._serialized_start=503
   _globals['_LISTNODESRESPONSE']._serialized_end=566
-  _globals['_CONTROL']._serialized_start=569
-  _globals['_CONTROL']._serialized_end=1053
+  _globals['_LOGINREQUEST']._serialized_start=568
+  _globals['_LOGINREQUEST']._serialized_end=635
+  _globals['_LOGINRESPONSE']._serialized_start=637
+  _globals['_LOGINRESPONSE']._serialized_end=715
+  _globals['_LOGOUTREQUEST']._serialized_start=717
+  _globals['_LOGOUTREQUEST']._serialized_end=732
+  _globals['_LOGOUTRESPONSE']._serialized_start=734
+  _globals['_LOGOUTRESPONSE']._serialized_end=750
+  _globals['_WHOAMIREQUEST']._serialized_start=752
+  _globals['_WHOAMIREQUEST']._serialized_end=767
+  _globals['_WHOAMIRESPONSE']._serialized_start=769
+  _globals['_WHOAMIRESPONSE']._serialized_end=852
+  _globals['_USER']._serialized_start=854
+  _globals['_USER']._serialized_end=951
+  _globals['_ADDUSERREQUEST']._serialized_start=953
+  _globals['_ADDUSERREQUEST']._serialized_end=1032
+  _globals['_ADDUSERRESPONSE']._serialized_start=1034
+  _globals['_ADDUSERRESPONSE']._serialized_end=1098
+  _globals['_LISTUSERSREQUEST']._serialized_start=1100
+  _globals['_LISTUSERSREQUEST']._serialized_end=1118
+  _globals['_LISTUSERSRESPONSE']._serialized_start=1120
+  _globals['_LISTUSERSRESPONSE']._serialized_end=1170
+  _globals['_REMOVEUSERREQUEST']._serialized_start=1172
+  _globals['_REMOVEUSERREQUEST']._serialized_end=1205
+  _globals['_REMOVEUSERRESPONSE']._serialized_start=1207
+  _globals['_REMOVEUSERRESPONSE']._serialized_end=1257
+  _globals['_SETUSERROLEREQUEST']._serialized_start=1259
+  _globals['_SETUSERROLEREQUEST']._serialized_end=1307
+  _globals['_SETUSERROLERESPONSE']._serialized_start=1309
+  _globals['_SETUSERROLERESPONSE']._serialized_end=1360
+  _globals['_NODEKEY']._serialized_start=1362
+  _globals['_NODEKEY']._serialized_end=1458
+  _globals['_ADDNODEKEYREQUEST']._serialized_start=1460
+  _globals['_ADDNODEKEYREQUEST']._serialized_end=1513
+  _globals['_ADDNODEKEYRESPONSE']._serialized_start=1515
+  _globals['_ADDNODEKEYRESPONSE']._serialized_end=1567
+  _globals['_LISTNODEKEYSREQUEST']._serialized_start=1569
+  _globals['_LISTNODEKEYSREQUEST']._serialized_end=1590
+  _globals['_LISTNODEKEYSRESPONSE']._serialized_start=1592
+  _globals['_LISTNODEKEYSRESPONSE']._serialized_end=1647
+  _globals['_REMOVENODEKEYREQUEST']._serialized_start=1649
+  _globals['_REMOVENODEKEYREQUEST']._serialized_end=1685
+  _globals['_REMOVENODEKEYRESPONSE']._serialized_start=1687
+  _globals['_REMOVENODEKEYRESPONSE']._serialized_end=1764
+  _globals['_AUDITENTRY']._serialized_start=1766
+  _globals['_AUDITENTRY']._serialized_end=1889
+  _globals['_LISTAUDITREQUEST']._serialized_start=1891
+  _globals['_LISTAUDITREQUEST']._serialized_end=1942
+  _globals['_LISTAUDITRESPONSE']._serialized_start=1944
+  _globals['_LISTAUDITRESPONSE']._serialized_end=2002
+  _globals['_CONTROL']._serialized_start=2005
+  _globals['_CONTROL']._serialized_end=3256
 # @@protoc_insertion_point(module_scope)

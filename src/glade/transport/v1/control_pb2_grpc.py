@@ -71,6 +71,61 @@ class ControlStub:
                 request_serializer=glade_dot_v1_dot_control__pb2.ListNodesRequest.SerializeToString,
                 response_deserializer=glade_dot_v1_dot_control__pb2.ListNodesResponse.FromString,
                 _registered_method=True)
+        self.Login = channel.unary_unary(
+                '/glade.v1.Control/Login',
+                request_serializer=glade_dot_v1_dot_control__pb2.LoginRequest.SerializeToString,
+                response_deserializer=glade_dot_v1_dot_control__pb2.LoginResponse.FromString,
+                _registered_method=True)
+        self.Logout = channel.unary_unary(
+                '/glade.v1.Control/Logout',
+                request_serializer=glade_dot_v1_dot_control__pb2.LogoutRequest.SerializeToString,
+                response_deserializer=glade_dot_v1_dot_control__pb2.LogoutResponse.FromString,
+                _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/glade.v1.Control/WhoAmI',
+                request_serializer=glade_dot_v1_dot_control__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=glade_dot_v1_dot_control__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
+        self.AddUser = channel.unary_unary(
+                '/glade.v1.Control/AddUser',
+                request_serializer=glade_dot_v1_dot_control__pb2.AddUserRequest.SerializeToString,
+                response_deserializer=glade_dot_v1_dot_control__pb2.AddUserResponse.FromString,
+                _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/glade.v1.Control/ListUsers',
+                request_serializer=glade_dot_v1_dot_control__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=glade_dot_v1_dot_control__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.RemoveUser = channel.unary_unary(
+                '/glade.v1.Control/RemoveUser',
+                request_serializer=glade_dot_v1_dot_control__pb2.RemoveUserRequest.SerializeToString,
+                response_deserializer=glade_dot_v1_dot_control__pb2.RemoveUserResponse.FromString,
+                _registered_method=True)
+        self.SetUserRole = channel.unary_unary(
+                '/glade.v1.Control/SetUserRole',
+                request_serializer=glade_dot_v1_dot_control__pb2.SetUserRoleRequest.SerializeToString,
+                response_deserializer=glade_dot_v1_dot_control__pb2.SetUserRoleResponse.FromString,
+                _registered_method=True)
+        self.AddNodeKey = channel.unary_unary(
+                '/glade.v1.Control/AddNodeKey',
+                request_serializer=glade_dot_v1_dot_control__pb2.AddNodeKeyRequest.SerializeToString,
+                response_deserializer=glade_dot_v1_dot_control__pb2.AddNodeKeyResponse.FromString,
+                _registered_method=True)
+        self.ListNodeKeys = channel.unary_unary(
+                '/glade.v1.Control/ListNodeKeys',
+                request_serializer=glade_dot_v1_dot_control__pb2.ListNodeKeysRequest.SerializeToString,
+                response_deserializer=glade_dot_v1_dot_control__pb2.ListNodeKeysResponse.FromString,
+                _registered_method=True)
+        self.RemoveNodeKey = channel.unary_unary(
+                '/glade.v1.Control/RemoveNodeKey',
+                request_serializer=glade_dot_v1_dot_control__pb2.RemoveNodeKeyRequest.SerializeToString,
+                response_deserializer=glade_dot_v1_dot_control__pb2.RemoveNodeKeyResponse.FromString,
+                _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/glade.v1.Control/ListAudit',
+                request_serializer=glade_dot_v1_dot_control__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=glade_dot_v1_dot_control__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -120,6 +175,76 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Login(self, request, context):
+        """Accounts: exchange a password or an API key for an expiring bearer token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Logout(self, request, context):
+        """Ends the session of the token the call carries.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WhoAmI(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddUser(self, request, context):
+        """Admin only from here on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetUserRole(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddNodeKey(self, request, context):
+        """The allow-list of SuperNode public keys.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNodeKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveNodeKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAudit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +282,61 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.ListNodes,
                     request_deserializer=glade_dot_v1_dot_control__pb2.ListNodesRequest.FromString,
                     response_serializer=glade_dot_v1_dot_control__pb2.ListNodesResponse.SerializeToString,
+            ),
+            'Login': grpc.unary_unary_rpc_method_handler(
+                    servicer.Login,
+                    request_deserializer=glade_dot_v1_dot_control__pb2.LoginRequest.FromString,
+                    response_serializer=glade_dot_v1_dot_control__pb2.LoginResponse.SerializeToString,
+            ),
+            'Logout': grpc.unary_unary_rpc_method_handler(
+                    servicer.Logout,
+                    request_deserializer=glade_dot_v1_dot_control__pb2.LogoutRequest.FromString,
+                    response_serializer=glade_dot_v1_dot_control__pb2.LogoutResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=glade_dot_v1_dot_control__pb2.WhoAmIRequest.FromString,
+                    response_serializer=glade_dot_v1_dot_control__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'AddUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddUser,
+                    request_deserializer=glade_dot_v1_dot_control__pb2.AddUserRequest.FromString,
+                    response_serializer=glade_dot_v1_dot_control__pb2.AddUserResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=glade_dot_v1_dot_control__pb2.ListUsersRequest.FromString,
+                    response_serializer=glade_dot_v1_dot_control__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'RemoveUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveUser,
+                    request_deserializer=glade_dot_v1_dot_control__pb2.RemoveUserRequest.FromString,
+                    response_serializer=glade_dot_v1_dot_control__pb2.RemoveUserResponse.SerializeToString,
+            ),
+            'SetUserRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserRole,
+                    request_deserializer=glade_dot_v1_dot_control__pb2.SetUserRoleRequest.FromString,
+                    response_serializer=glade_dot_v1_dot_control__pb2.SetUserRoleResponse.SerializeToString,
+            ),
+            'AddNodeKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddNodeKey,
+                    request_deserializer=glade_dot_v1_dot_control__pb2.AddNodeKeyRequest.FromString,
+                    response_serializer=glade_dot_v1_dot_control__pb2.AddNodeKeyResponse.SerializeToString,
+            ),
+            'ListNodeKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNodeKeys,
+                    request_deserializer=glade_dot_v1_dot_control__pb2.ListNodeKeysRequest.FromString,
+                    response_serializer=glade_dot_v1_dot_control__pb2.ListNodeKeysResponse.SerializeToString,
+            ),
+            'RemoveNodeKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNodeKey,
+                    request_deserializer=glade_dot_v1_dot_control__pb2.RemoveNodeKeyRequest.FromString,
+                    response_serializer=glade_dot_v1_dot_control__pb2.RemoveNodeKeyResponse.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=glade_dot_v1_dot_control__pb2.ListAuditRequest.FromString,
+                    response_serializer=glade_dot_v1_dot_control__pb2.ListAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -348,6 +528,303 @@ class Control:
             '/glade.v1.Control/ListNodes',
             glade_dot_v1_dot_control__pb2.ListNodesRequest.SerializeToString,
             glade_dot_v1_dot_control__pb2.ListNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Login(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glade.v1.Control/Login',
+            glade_dot_v1_dot_control__pb2.LoginRequest.SerializeToString,
+            glade_dot_v1_dot_control__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glade.v1.Control/Logout',
+            glade_dot_v1_dot_control__pb2.LogoutRequest.SerializeToString,
+            glade_dot_v1_dot_control__pb2.LogoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glade.v1.Control/WhoAmI',
+            glade_dot_v1_dot_control__pb2.WhoAmIRequest.SerializeToString,
+            glade_dot_v1_dot_control__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glade.v1.Control/AddUser',
+            glade_dot_v1_dot_control__pb2.AddUserRequest.SerializeToString,
+            glade_dot_v1_dot_control__pb2.AddUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glade.v1.Control/ListUsers',
+            glade_dot_v1_dot_control__pb2.ListUsersRequest.SerializeToString,
+            glade_dot_v1_dot_control__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glade.v1.Control/RemoveUser',
+            glade_dot_v1_dot_control__pb2.RemoveUserRequest.SerializeToString,
+            glade_dot_v1_dot_control__pb2.RemoveUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glade.v1.Control/SetUserRole',
+            glade_dot_v1_dot_control__pb2.SetUserRoleRequest.SerializeToString,
+            glade_dot_v1_dot_control__pb2.SetUserRoleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddNodeKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glade.v1.Control/AddNodeKey',
+            glade_dot_v1_dot_control__pb2.AddNodeKeyRequest.SerializeToString,
+            glade_dot_v1_dot_control__pb2.AddNodeKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNodeKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glade.v1.Control/ListNodeKeys',
+            glade_dot_v1_dot_control__pb2.ListNodeKeysRequest.SerializeToString,
+            glade_dot_v1_dot_control__pb2.ListNodeKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNodeKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glade.v1.Control/RemoveNodeKey',
+            glade_dot_v1_dot_control__pb2.RemoveNodeKeyRequest.SerializeToString,
+            glade_dot_v1_dot_control__pb2.RemoveNodeKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glade.v1.Control/ListAudit',
+            glade_dot_v1_dot_control__pb2.ListAuditRequest.SerializeToString,
+            glade_dot_v1_dot_control__pb2.ListAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,
