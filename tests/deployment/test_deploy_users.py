@@ -98,6 +98,15 @@ def test_admin_commands_users_nodes_and_audit(
     _add_federation(fault_app, secured.addresses["control"])
     _ok(_glade(fault_app, "login", "dev", "-u", "root", "--password-stdin", input=ROOT_PASSWORD))
     _ok(_glade(fault_app, "user", "add", "ana", "dev", "--password-stdin", input=PASSWORD))
+    # ana changes her password with the CLI (current one first), then logs in with it
+    _ok(_glade(fault_app, "login", "dev", "-u", "ana", "--password-stdin", input=PASSWORD))
+    changed = _glade(
+        fault_app, "user", "passwd", "dev", "--password-stdin", input=f"{PASSWORD}\nnew-pass-word\n"
+    )
+    assert "Password of your account" in _ok(changed) + changed.stderr
+    _ok(_glade(fault_app, "login", "dev", "-u", "ana", "--password-stdin", input="new-pass-word"))
+    _ok(_glade(fault_app, "login", "dev", "-u", "root", "--password-stdin", input=ROOT_PASSWORD))
+    _ok(_glade(fault_app, "user", "passwd", "dev", "-u", "ana", "--password-stdin", input=PASSWORD))
     bot = _glade(fault_app, "user", "add", "bot", "dev", "--api-key")
     api_key = _ok(bot).strip()
     assert api_key.startswith("glade_ak_") and "shown only this once" in bot.stderr

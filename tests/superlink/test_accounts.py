@@ -357,3 +357,37 @@ def test_users_keys_and_audit_survive_a_restart(
     with ControlClient(second.addresses["control"]) as client:
         client.login(username="root", password=ROOT_PASSWORD)
         client.login(username="ana", password=PASSWORD)
+
+
+def test_users_change_their_own_password_and_admins_anyones(
+    secured: SuperLink, login: Login
+) -> None:
+    root = login()
+    root.add_user("ana", role="user", password=PASSWORD)
+    root.add_user("bob", role="user", password=PASSWORD)
+    ana, ana_elsewhere, bob = login("ana", PASSWORD), login("ana", PASSWORD), login("bob", PASSWORD)
+    with pytest.raises(AuthenticationError, match="wrong user name or password"):
+        ana.set_password("new-password-1", old_password="not-hers")
+    with pytest.raises(AccessDeniedError, match="only an admin"):
+        bob.set_password("hijacked-pw", name="ana")
+    with pytest.raises(InvalidArgumentError, match="8 to"):
+        ana.set_password("short", old_password=PASSWORD)
+    # her other login ends, this one stays; the old password no longer works
+    assert ana.set_password("new-password-1", old_password=PASSWORD) == 1
+    assert ana.whoami().user == "ana"
+    with pytest.raises(AuthenticationError):
+        ana_elsewhere.whoami()
+    with pytest.raises(AuthenticationError):
+        login("ana", PASSWORD)
+    login("ana", "new-password-1")
+    # an admin sets it without the old one (she forgot it); all her logins end
+    assert root.set_password("reset-password-1", name="ana") == 2
+    with pytest.raises(AuthenticationError):
+        ana.whoami()
+    assert login("ana", "reset-password-1").whoami().user == "ana"
+    with pytest.raises(NotFoundError, match="unknown user"):
+        root.set_password("whatever-pw-1", name="nobody")
+    actions = [(e.action, e.actor, e.target, e.result) for e in secured.state.list_audit(limit=100)]
+    assert ("user.password", "ana", "ana", "ok") in actions
+    assert ("user.password", "bob", "ana", "denied") in actions
+    assert ("user.password", "root", "ana", "ok") in actions

@@ -248,6 +248,11 @@ def test_tokens_expire_and_are_removed(state: State) -> None:
     assert state.prune_tokens(expired_at=15.0) == 1
     assert state.get_token("a") is None and state.get_token("b") is not None
     assert state.remove_token("b") and not state.remove_token("b")
+    state.add_user(UserInfo(name="bob", role=Role.USER))
+    for token, user in (("c", "ana"), ("d", "ana"), ("e", "ana"), ("f", "bob")):
+        state.add_token(TokenInfo(token_hash=token, user=user, created_at=0.0, expires_at=99.0))
+    assert state.remove_user_tokens("ana", keep="d") == 2
+    assert [state.get_token(t) is not None for t in "cdef"] == [False, True, False, True]
 
 
 def test_node_keys_allow_list_names_and_binding(state: State) -> None:

@@ -1,4 +1,4 @@
-"""``glade user add/ls/rm/role``: user accounts of a SuperLink (admins only)."""
+"""``glade user add/ls/rm/role/passwd``: user accounts of a SuperLink (``passwd``: anyone)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from glade.cli.login_cmd import read_secret
 __all__ = ["user_app"]
 
 user_app = typer.Typer(
-    help="User accounts of a federation's SuperLink (admins only).",
+    help="User accounts of a federation's SuperLink (admins; 'passwd' for everyone).",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -150,5 +150,50 @@ def user_role_command(
         user = client.set_user_role(name, role.value)
         stderr_console().print(
             f"User {user.name} has the role {user.role} on federation {fed.name!r}.",
+            highlight=False,
+        )
+
+
+@user_app.command("passwd")
+def user_passwd_command(
+    federation: FederationArg = None,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user", "-u", help="Set another user's password (admins; default: your own)."
+        ),
+    ] = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the passwords from stdin: your current one, then the new one "
+            "(only the new one with --user).",
+        ),
+    ] = False,
+    app_dir: AppOption = Path("."),
+    verbose: VerboseOption = False,
+) -> None:
+    """Change your password (or, as an admin, another user's); their other logins end."""
+    with federation_client(app_dir, federation, verbose=verbose) as (fed, client):
+        old = ""
+        if password_stdin:
+            old = "" if user else read_secret("current password")
+            new = read_secret("new password")
+        else:
+            if not user:
+                old = str(typer.prompt("Current password", hide_input=True, err=True))
+            new = str(
+                typer.prompt(
+                    f"New password for {user or 'you'}",
+                    hide_input=True,
+                    confirmation_prompt=True,
+                    err=True,
+                )
+            )
+        ended = client.set_password(new, name=user or "", old_password=old)
+        stderr_console().print(
+            f"Password of {user or 'your account'} on federation {fed.name!r} changed; "
+            f"{ended} other login(s) ended.",
             highlight=False,
         )

@@ -239,6 +239,24 @@ class Accounts:
             raise NotFoundError(f"unknown user {name!r} (see 'glade user ls')")
         return user
 
+    def set_password(
+        self,
+        name: str,
+        new_password: str,
+        *,
+        old_password: str | None = None,
+        keep: str = "",
+        peer: str = "",
+    ) -> int:
+        """A new password for ``name``; with ``old_password`` it must be the current one
+        (throttled like a login). Every login of the user but the token (hash) ``keep`` ends;
+        returns how many did."""
+        if old_password is not None:
+            self._check_password(name, old_password, peer=peer)
+        if self._state.update_user(name, password_hash=self._password_hash(new_password)) is None:
+            raise NotFoundError(f"unknown user {name!r} (see 'glade user ls')")
+        return self._state.remove_user_tokens(name, keep=keep)
+
     def remove_user(self, name: str) -> UserInfo:
         user = self._state.remove_user(name)
         if user is None:
@@ -271,17 +289,7 @@ class Accounts:
         else:
             if not username or not password:
                 raise AuthenticationError("log in with a user name and a password, or an API key")
-            host = peer_host(peer)
-            self._throttle.check(username, host)
-            found = self._state.get_user(username)
-            stored = found.password_hash if found is not None else ""
-            with self._hashing:
-                ok = verify_password(password[:MAX_PASSWORD_LENGTH], stored or self._decoy)
-            if found is None or not stored or not ok:
-                self._throttle.failed(username, host)
-                raise AuthenticationError("wrong user name or password")
-            self._throttle.succeeded(username, host)
-            user = found
+            user = self._check_password(username, password, peer=peer)
         now = self._clock()
         self._state.prune_tokens(expired_at=now)
         token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -293,6 +301,20 @@ class Accounts:
         )
         self._state.add_token(info)
         return Session(token=token, user=user.name, role=user.role, expires_at=info.expires_at)
+
+    def _check_password(self, username: str, password: str, *, peer: str) -> UserInfo:
+        """The user if the password is right (throttled per name and host), else raises."""
+        host = peer_host(peer)
+        self._throttle.check(username, host)
+        found = self._state.get_user(username)
+        stored = found.password_hash if found is not None else ""
+        with self._hashing:
+            ok = verify_password(password[:MAX_PASSWORD_LENGTH], stored or self._decoy)
+        if found is None or not stored or not ok:
+            self._throttle.failed(username, host)
+            raise AuthenticationError("wrong user name or password")
+        self._throttle.succeeded(username, host)
+        return found
 
     def authenticate(self, token: str) -> Caller:
         """The user a bearer token stands for; AuthenticationError if none or expired."""

@@ -189,6 +189,14 @@ class ControlClient:
         response = self._call("AddUser", request)
         return user_from_proto(response.user), str(response.api_key)
 
+    def set_password(self, new_password: str, *, name: str = "", old_password: str = "") -> int:
+        """Set a password (``name`` empty: your own, with ``old_password``); returns how many
+        other logins of the user ended."""
+        request = cpb.SetPasswordRequest(
+            name=name, old_password=old_password, new_password=new_password
+        )
+        return int(self._call("SetPassword", request).logins_ended)
+
     def list_users(self) -> list[UserSummary]:
         response = self._call("ListUsers", cpb.ListUsersRequest())
         return [user_from_proto(u) for u in response.users]

@@ -53,6 +53,7 @@ CONTROL_RULES: dict[str, Rule] = {
     "StartRun": Rule(_USER, "run.start", changes=True),
     "ListRuns": Rule(_USER, "run.list"),
     "StopRun": Rule(_USER, "run.stop", changes=True),
+    "SetPassword": Rule(_USER, "user.password", changes=True),
     "StreamLogs": Rule(_USER, "run.logs"),
     "ListNodes": Rule(_USER, "node.list"),
     "AddUser": Rule(_ADMIN, "user.add", changes=True),
@@ -249,6 +250,26 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         call.detail = f"role {request.role[:16]}"
         user = self._accounts.set_role(request.name, request.role)
         return cpb.SetUserRoleResponse(user=user_to_proto(UserSummary.of(user)))
+
+    def SetPassword(
+        self, request: cpb.SetPasswordRequest, context: object
+    ) -> cpb.SetPasswordResponse:
+        call = current_call()
+        caller = call.caller
+        name = request.name or caller.name
+        call.target = name[:64]
+        own = name == caller.name
+        if not own and not caller.is_admin:
+            raise AccessDeniedError(
+                f"only an admin may set the password of another user ({name!r})"
+            )
+        if not name:
+            raise InvalidArgumentError("name the user whose password to set")
+        old = request.old_password if own and caller.authenticated else None
+        ended = self._accounts.set_password(
+            name, request.new_password, old_password=old, keep=caller.token_hash, peer=call.peer
+        )
+        return cpb.SetPasswordResponse(logins_ended=ended)
 
     # -- SuperNode keys --------------------------------------------------------------------
     def AddNodeKey(self, request: cpb.AddNodeKeyRequest, context: object) -> cpb.AddNodeKeyResponse:

@@ -513,6 +513,11 @@ class SqliteState:
         with self._tx() as db:
             return db.execute("DELETE FROM tokens WHERE token_hash=?", (token_hash,)).rowcount > 0
 
+    def remove_user_tokens(self, user: str, *, keep: str = "") -> int:
+        with self._tx() as db:
+            sql = "DELETE FROM tokens WHERE user=? AND token_hash<>?"
+            return db.execute(sql, (user, keep)).rowcount
+
     def prune_tokens(self, *, expired_at: float) -> int:
         with self._tx() as db:
             return db.execute("DELETE FROM tokens WHERE expires_at<=?", (expired_at,)).rowcount

@@ -329,6 +329,10 @@ class State(Protocol):
 
     def remove_token(self, token_hash: str) -> bool: ...
 
+    def remove_user_tokens(self, user: str, *, keep: str = "") -> int:
+        """End every login of ``user`` but the token (hash) ``keep``; returns how many."""
+        ...
+
     def prune_tokens(self, *, expired_at: float) -> int:
         """Forget tokens that expired at ``expired_at``; returns how many."""
         ...

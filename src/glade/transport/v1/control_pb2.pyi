@@ -188,6 +188,22 @@ class SetUserRoleResponse(_message.Message):
     user: User
     def __init__(self, user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
 
+class SetPasswordRequest(_message.Message):
+    __slots__ = ("name", "old_password", "new_password")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OLD_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    NEW_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    old_password: str
+    new_password: str
+    def __init__(self, name: _Optional[str] = ..., old_password: _Optional[str] = ..., new_password: _Optional[str] = ...) -> None: ...
+
+class SetPasswordResponse(_message.Message):
+    __slots__ = ("logins_ended",)
+    LOGINS_ENDED_FIELD_NUMBER: _ClassVar[int]
+    logins_ended: int
+    def __init__(self, logins_ended: _Optional[int] = ...) -> None: ...
+
 class NodeKey(_message.Message):
     __slots__ = ("public_key", "name", "added_at", "added_by", "node_id")
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]

@@ -106,6 +106,11 @@ class ControlStub:
                 request_serializer=glade_dot_v1_dot_control__pb2.SetUserRoleRequest.SerializeToString,
                 response_deserializer=glade_dot_v1_dot_control__pb2.SetUserRoleResponse.FromString,
                 _registered_method=True)
+        self.SetPassword = channel.unary_unary(
+                '/glade.v1.Control/SetPassword',
+                request_serializer=glade_dot_v1_dot_control__pb2.SetPasswordRequest.SerializeToString,
+                response_deserializer=glade_dot_v1_dot_control__pb2.SetPasswordResponse.FromString,
+                _registered_method=True)
         self.AddNodeKey = channel.unary_unary(
                 '/glade.v1.Control/AddNodeKey',
                 request_serializer=glade_dot_v1_dot_control__pb2.AddNodeKeyRequest.SerializeToString,
@@ -220,6 +225,14 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPassword(self, request, context):
+        """Any user: a new password for itself (old_password needed); an admin: for anyone.
+        The user's other logins end.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddNodeKey(self, request, context):
         """The allow-list of SuperNode public keys.
         """
@@ -317,6 +330,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.SetUserRole,
                     request_deserializer=glade_dot_v1_dot_control__pb2.SetUserRoleRequest.FromString,
                     response_serializer=glade_dot_v1_dot_control__pb2.SetUserRoleResponse.SerializeToString,
+            ),
+            'SetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPassword,
+                    request_deserializer=glade_dot_v1_dot_control__pb2.SetPasswordRequest.FromString,
+                    response_serializer=glade_dot_v1_dot_control__pb2.SetPasswordResponse.SerializeToString,
             ),
             'AddNodeKey': grpc.unary_unary_rpc_method_handler(
                     servicer.AddNodeKey,
@@ -717,6 +735,33 @@ class Control:
             '/glade.v1.Control/SetUserRole',
             glade_dot_v1_dot_control__pb2.SetUserRoleRequest.SerializeToString,
             glade_dot_v1_dot_control__pb2.SetUserRoleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glade.v1.Control/SetPassword',
+            glade_dot_v1_dot_control__pb2.SetPasswordRequest.SerializeToString,
+            glade_dot_v1_dot_control__pb2.SetPasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,
