@@ -149,6 +149,7 @@ def _wait_json(path: Path, proc: subprocess.Popen[bytes], timeout: float = 120) 
 
 VERBOSE: list[str] = []  # ["--verbose"]: debug logs of the services (with --keep)
 NODE_AUTH: list[str] = []  # ["--node-auth"]: signed Fleet requests from allow-listed keys
+BULK: list[str] = []  # ["--no-bulk"]: no bulk port, large arrays over gRPC only
 
 
 def _node_key(root: Path, i: int, control_address: str) -> list[str]:
@@ -175,6 +176,7 @@ class Deployment:
             "superlink",
             "--insecure",
             *NODE_AUTH,
+            *BULK,
             "--control-address=127.0.0.1:0",
             "--fleet-address=127.0.0.1:0",
             "--serverappio-address=127.0.0.1:0",
@@ -502,17 +504,22 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (logs)")
     parser.add_argument("--verbose", action="store_true", help="debug logs of the services")
     parser.add_argument("--node-auth", action="store_true", help="signed node requests")
+    parser.add_argument(
+        "--no-bulk", action="store_true", help="no bulk port: large arrays over gRPC only"
+    )
     args = parser.parse_args()
     if args.verbose:
         VERBOSE.append("--verbose")
     if args.node_auth:
         NODE_AUTH.append("--node-auth")
+    if args.no_bulk:
+        BULK.append("--no-bulk")
     cases = set(args.cases.split(",")) | ({"c"} if args.huge else set())
     root = Path(tempfile.mkdtemp(prefix="glade-bench-deploy-"))
     print(
         f"glade deployment benchmark; {os.cpu_count()} CPUs, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM; scratch {root}"
-        f"; node auth {'on' if NODE_AUTH else 'off'}"
+        f"; node auth {'on' if NODE_AUTH else 'off'}; bulk port {'off' if BULK else 'on'}"
     )
     try:
         if "a" in cases:

@@ -75,6 +75,7 @@ class Target:
                 *("--control-address", "127.0.0.1:0", "--fleet-address", "127.0.0.1:0"),
                 *("--serverappio-address", "127.0.0.1:0", "--database", str(self.database)),
                 *("--node-offline-timeout", "3600", "--ready-file", str(ready)),
+                "--bulk",  # OpenBulk hands out tickets (glade.superlink.bulk)
                 *extra,
             ],
             log=root / "superlink.log",
@@ -82,6 +83,7 @@ class Target:
         )
         self.addresses = read_ready_file(ready, proc=self.proc.popen, what="the SuperLink")
         self.run_id, self.node_id = 1, 1
+        self.users = 0
         if mode == "secured":
             self._seed_secured()
         else:
@@ -104,7 +106,7 @@ class Target:
     def _seed_secured(self) -> None:
         with channel(self.addresses["control"]) as ch:
             stub = control_pb2_grpc.ControlStub(ch)
-            admin = self.bearer(stub, "admin")
+            self.admin = admin = self.bearer(stub, "admin")
             stub.AddUser(
                 cpb.AddUserRequest(name="alice", role="user", password=PASSWORD), metadata=admin
             )
@@ -129,7 +131,15 @@ class Target:
             return [(), node_metadata(self.node_id), forged]
         if method.api == "control" and self.mode == "secured":
             with channel(self.addresses["control"]) as ch:
-                user = self.bearer(control_pb2_grpc.ControlStub(ch), "alice")
+                # a fresh user per campaign: a fuzzed SetPassword may lock its name out
+                stub = control_pb2_grpc.ControlStub(ch)
+                self.users += 1
+                name = f"user{self.users}"
+                stub.AddUser(
+                    cpb.AddUserRequest(name=name, role="user", password=PASSWORD),
+                    metadata=self.admin,
+                )
+                user = self.bearer(stub, name)
             return [(), (("authorization", "Bearer not-a-token"),), user, user]
         return [()]
 
@@ -163,12 +173,13 @@ def target(
 EXAMPLES = int(os.environ.get("GLADE_FUZZ_EXAMPLES", "60"))
 
 
-def _campaign(target: Target, method: Method, examples: int, seed: int) -> None:
+def _campaign(
+    target: Target, method: Method, examples: int, seed: int, variants: list[Metadata]
+) -> None:
     rng = random.Random(seed)
     # Unregister / Register with the real id would legitimately remove or rename the node
     node_id = 0 if method.name in ("Register", "Unregister") else target.node_id
     valid = seed_request(method, node_id=node_id, run_id=target.run_id)
-    variants = target.metadata_variants(method)
 
     @settings(
         max_examples=examples,
@@ -211,8 +222,9 @@ def _assert_state_kept(target: Target, method: Method, before: State, after: Sta
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.path.strip("/"))
 def test_method_survives_random_and_mutated_requests(target: Target, method: Method) -> None:
+    variants = target.metadata_variants(method)
     before = snapshot(target.database)
-    _campaign(target, method, EXAMPLES, seed=zlib.crc32(method.path.encode()))
+    _campaign(target, method, EXAMPLES, zlib.crc32(method.path.encode()), variants)
     assert target.alive(), "the SuperLink died"
     _assert_state_kept(target, method, before, snapshot(target.database))
     assert target.tried[f"{target.mode}:{method.path}"] >= EXAMPLES
@@ -221,7 +233,8 @@ def test_method_survives_random_and_mutated_requests(target: Target, method: Met
 @pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.path.strip("/"))
 def test_method_survives_a_long_campaign(target: Target, method: Method) -> None:
+    variants = target.metadata_variants(method)
     before = snapshot(target.database)
-    _campaign(target, method, 20 * EXAMPLES, seed=7 + zlib.crc32(method.path.encode()))
+    _campaign(target, method, 20 * EXAMPLES, 7 + zlib.crc32(method.path.encode()), variants)
     assert target.alive()
     _assert_state_kept(target, method, before, snapshot(target.database))

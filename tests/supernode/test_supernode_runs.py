@@ -131,16 +131,16 @@ def test_an_instruction_offered_again_while_in_progress_is_not_run_or_pulled_twi
 
     import numpy as np
 
-    import glade.transport.objects as objects
+    import glade.supernode.connection as connection
 
     pulled: list[str] = []
-    real = objects.pull_object
+    real = connection.pull_object
 
     def counting(stub, object_id, **kwargs):
         pulled.append(object_id)
         return real(stub, object_id, **kwargs)
 
-    monkeypatch.setattr(objects, "pull_object", counting)  # the in-process node's downloads
+    monkeypatch.setattr(connection, "pull_object", counting)  # the in-process node's downloads
     link = start_superlink(message_lease_s=0.3)
     control = ControlClient(link.addresses["control"])
     try:

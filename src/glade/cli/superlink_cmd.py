@@ -140,6 +140,17 @@ def superlink_command(
     run_timeout: Annotated[
         float | None, typer.Option(help="Fail runs that take longer (seconds; default: none).")
     ] = None,
+    bulk: Annotated[
+        bool,
+        typer.Option(
+            "--bulk/--no-bulk",
+            help="Open a bulk port for large arrays (plain TCP, or TLS like the Fleet API; "
+            "single-use tickets from the Fleet API), faster than gRPC.",
+        ),
+    ] = True,
+    bulk_port: Annotated[
+        int, typer.Option(help="Port of --bulk, on the Fleet API's host (0: any free port).")
+    ] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
 ) -> None:
     """Start a SuperLink: the coordinator that SuperNodes join and users submit runs to."""
@@ -169,6 +180,8 @@ def superlink_command(
             "node_auth_window_s": node_auth_window,
             "user_auth": user_auth,
             "token_ttl_s": token_ttl,
+            "bulk": bulk,
+            "bulk_port": bulk_port,
         }
         if init_admin:
             options["init_admin"] = init_admin

@@ -98,6 +98,14 @@ def supernode_command(
     max_backoff: Annotated[
         float, typer.Option(help="Longest wait (seconds) between reconnection attempts.")
     ] = 30.0,
+    bulk: Annotated[
+        bool,
+        typer.Option(
+            "--bulk/--no-bulk",
+            help="Move large arrays over the SuperLink's bulk port when it has one "
+            "(else, or when it fails, gRPC).",
+        ),
+    ] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
 ) -> None:
     """Start a SuperNode: it joins a SuperLink and runs ClientApps next to this node's data."""
@@ -122,6 +130,7 @@ def supernode_command(
             "backoff_initial_s": min(0.5, max_backoff),
             "backoff_max_s": max_backoff,
             "poll_wait_s": poll_wait,
+            "bulk": bulk,
         }
         if name:
             options["name"] = name

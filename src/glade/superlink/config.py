@@ -90,6 +90,12 @@ class SuperLinkConfig:
     init_admin: str = ""
     """Create this admin at start unless a user of that name exists (the first admin)."""
     init_admin_password: str = field(default="", repr=False)
+    bulk: bool = True
+    """Open a bulk port next to the Fleet API: SuperNodes move large objects over plain TCP
+    (TLS when the Fleet API has it) with single-use tickets, outside gRPC; see
+    :mod:`glade.superlink.bulk`. Nodes that cannot reach it fall back to gRPC."""
+    bulk_port: int = 0
+    """Port of the bulk port, on the Fleet API's host (0: any free port; nodes learn it)."""
 
     def __post_init__(self) -> None:
         for name in ("control_address", "fleet_address", "serverappio_address"):
@@ -119,6 +125,10 @@ class SuperLinkConfig:
                 f"heartbeat_interval_s ({self.heartbeat_interval_s:g})"
             )
         _positive(self, "node_auth_window_s")
+        if not 0 <= self.bulk_port <= 65535:
+            raise ConfigError(
+                f"bulk_port must be 0..65535 (0: any free port), not {self.bulk_port}"
+            )
         _positive(self, "token_ttl_s")
         _check_init_admin(self)
         _check_tls(self)

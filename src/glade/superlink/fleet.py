@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 
 from glade.errors import AuthenticationError, InvalidArgumentError, NotFoundError
+from glade.superlink.bulk import BulkServer
 from glade.superlink.convert import run_to_proto, user_config
 from glade.superlink.delivery import Delivery
 from glade.superlink.rpc import ObjectRpcs, check_id, metadata_id
@@ -63,6 +64,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self._seen: dict[int, float] = {}  # node -> when its sign of life was last stored
         self._touch_every_s = min(1.0, heartbeat_interval_s / 4)
         self._lock = threading.Lock()
+        self.bulk: BulkServer | None = None
+        """The bulk port (set by the SuperLink when it has one; OpenBulk hands out tickets)."""
 
     def busy_nodes(self) -> list[int]:
         """Nodes with a long-poll or an object transfer in progress: alive, whatever their
@@ -71,7 +74,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             return [node for node, n in self._busy.items() if n > 0]
 
     @contextlib.contextmanager
-    def _busy_with(self, node_id: int) -> Iterator[None]:
+    def busy_with(self, node_id: int) -> Iterator[None]:
+        """The node counts as alive while inside (a transfer in progress)."""
         with self._lock:
             self._busy[node_id] += 1
         try:
@@ -83,7 +87,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
                     del self._busy[node_id]
 
     def _stream(self, node_id: int, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        with self._busy_with(node_id):
+        with self.busy_with(node_id):
             yield from chunks
 
     def _node(self, node_id: int) -> int:
@@ -173,7 +177,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
 
         context.add_callback(wake_if_cancelled)
         try:
-            with self._busy_with(node_id):
+            with self.busy_with(node_id):
                 leased = self._delivery.pull_instructions(
                     node_id,
                     wait_s=request.wait_s,
@@ -212,7 +216,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self, request_iterator: Iterator[pb.ObjectChunk], context: grpc.ServicerContext
     ) -> run_pb2.PushObjectResponse:
         node_id = self._metadata_node(context)
-        with self._busy_with(node_id):
+        with self.busy_with(node_id):
             return self._objects.push(request_iterator, ("node", node_id))
 
     def HasObjects(
@@ -220,6 +224,19 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     ) -> run_pb2.HasObjectsResponse:
         node_id = self._metadata_node(context)
         return self._objects.has(request, ("node", node_id))
+
+    def OpenBulk(
+        self, request: fpb.OpenBulkRequest, context: grpc.ServicerContext
+    ) -> fpb.OpenBulkResponse:
+        """A single-use ticket for the bulk port (empty: this SuperLink has none)."""
+        node_id = self._node(request.node_id)
+        bulk = self.bulk
+        if bulk is None:
+            return fpb.OpenBulkResponse()
+        ticket, size = bulk.open(
+            node_id, request.object_id, upload=request.upload, size=request.size
+        )
+        return fpb.OpenBulkResponse(ticket=ticket, port=bulk.port, size=size)
 
 
 def _node_key(context: grpc.ServicerContext) -> bytes:

@@ -14,11 +14,12 @@ from types import TracebackType
 
 import grpc
 
-from glade.errors import ConfigError
+from glade.errors import ConfigError, TransportError
 from glade.files import write_json
 from glade.superlink.access import AccessInterceptor
 from glade.superlink.accounts import Accounts
 from glade.superlink.audit import AuditLog
+from glade.superlink.bulk import BulkServer, server_context
 from glade.superlink.config import SuperLinkConfig
 from glade.superlink.control import CONTROL_RULES, ControlServicer
 from glade.superlink.delivery import Delivery
@@ -64,6 +65,7 @@ class SuperLink:
         self._janitor_stop = threading.Event()
         self._janitor: threading.Thread | None = None
         self._tmp_dir: Path | None = None
+        self.bulk: BulkServer | None = None
         self._started = False
 
     @property
@@ -195,6 +197,8 @@ class SuperLink:
             port = bind(server, address, insecure=creds is None, credentials=creds)
             self._servers.append(server)
             self._addresses[name] = f"{address.rpartition(':')[0]}:{port}"
+        if cfg.bulk:  # after the APIs' credentials were read (and checked)
+            self._open_bulk()
         for server in self._servers:
             server.start()
         self.runs.open(self._addresses["serverappio"])
@@ -218,6 +222,36 @@ class SuperLink:
             )
         if cfg.ready_file is not None:
             write_json(cfg.ready_file, {**self._addresses, "pid": os.getpid()})
+
+    def _open_bulk(self) -> None:
+        cfg = self.config
+        context = None
+        if not cfg.insecure and cfg.ssl_certfile is not None and cfg.ssl_keyfile is not None:
+            context = server_context(cfg.ssl_certfile, cfg.ssl_keyfile, cfg.ssl_ca_certfile)
+        host = cfg.fleet_address.rpartition(":")[0]
+        try:
+            self.bulk = BulkServer(
+                self.store,
+                self.garbage,
+                host=host,
+                port=cfg.bulk_port,
+                context=context,
+                busy=self.fleet.busy_with,
+            )
+        except OSError as exc:
+            raise TransportError(
+                f"cannot open the bulk port {host}:{cfg.bulk_port}: {exc} (choose another "
+                "--bulk-port, or 0 for any free one)"
+            ) from None
+        self.bulk.start()
+        self.fleet.bulk = self.bulk
+        logger.info(
+            "SuperLink bulk port listening on %s:%d (%s; SuperNodes fall back to gRPC if "
+            "they cannot reach it)",
+            host,
+            self.bulk.port,
+            "TLS" if context else "no TLS",
+        )
 
     def _serverappio_credentials(self) -> grpc.ServerCredentials | None:
         """TLS of ServerAppIO (no client certificates: runs show their token)."""
@@ -284,6 +318,8 @@ class SuperLink:
         for event in events:
             event.wait(max(0.1, deadline - time.monotonic()))
         self._janitor_stop.set()
+        if self.bulk is not None:
+            self.bulk.stop()
         if self._janitor is not None:
             self._janitor.join(timeout=2.0)
         if hasattr(self, "state"):

@@ -67,6 +67,9 @@ class SuperNodeConfig:
     """With keys, only bundles signed by one of them run here (``--trusted-publishers``)."""
     app_startup_timeout_s: float = 300.0
     ready_file: Path | None = None
+    bulk: bool = True
+    """Move large arrays over the SuperLink's bulk port when it has one (falling back to
+    gRPC when that fails); False: always gRPC."""
 
     def __post_init__(self) -> None:
         host, sep, port = str(self.superlink).rpartition(":")

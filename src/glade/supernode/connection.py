@@ -14,7 +14,10 @@ with node authentication. When the SuperLink refuses the node's credentials the
 from __future__ import annotations
 
 import contextlib
+import logging
+import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -22,19 +25,27 @@ from typing import Any, Protocol
 import grpc
 
 from glade.array import Array
-from glade.errors import AuthenticationError, NotFoundError, SerdeError
+from glade.errors import (
+    AuthenticationError,
+    GladeError,
+    LimitExceededError,
+    NotFoundError,
+    SerdeError,
+)
 from glade.keypairs import PrivateKey
 from glade.message import Message
 from glade.transport._record_codec import user_config_from_proto, user_config_to_proto
+from glade.transport.bulk import MIN_BULK_BYTES, BulkClient, BulkError, Ticket
 from glade.transport.chunks import Allocate
 from glade.transport.codec import message_from_proto, message_to_proto
 from glade.transport.grpc_options import channel as open_channel
 from glade.transport.object_wire import ObjectStub
 from glade.transport.objects import (
+    inline_objects,
     node_metadata,
     object_infos,
     pull_object,
-    receive_objects,
+    push_unnamed,
     send_objects,
     upload_unhashed,
 )
@@ -46,6 +57,9 @@ from glade.transport.v1 import fleet_pb2_grpc, run_pb2
 __all__ = ["Connection", "GrpcConnection", "Registration", "RunSpec"]
 
 _FLEET = "glade.v1.Fleet"
+_BULK_PAUSE_S = 300.0  # after the bulk path failed, use gRPC alone for this long
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,12 +126,17 @@ class GrpcConnection:
         signing_key: PrivateKey | None = None,
         allocate: Allocate | None = None,
         skip_message: Callable[[str], bool] | None = None,
+        bulk: bool = True,
+        bulk_context: ssl.SSLContext | None = None,
     ) -> None:
         """``credentials`` None: an unencrypted channel (see :mod:`glade.transport.tls`);
         ``signing_key``: sign every call with it; ``allocate``: makes the buffers pulled
         arrays are received into (see :class:`~glade.transport.chunks.ChunkAssembler`);
         ``skip_message(message_id)`` True: a pulled instruction is dropped before its arrays
-        are downloaded (the node is still working on it)."""
+        are downloaded (the node is still working on it); ``bulk``: move large arrays over
+        the SuperLink's bulk port when it has one (see :mod:`glade.transport.bulk`), with
+        TLS context ``bulk_context`` (required when ``credentials`` are given), falling back
+        to gRPC whenever that fails."""
         self._allocate = allocate
         self._skip_message = skip_message
         self._channel = open_channel(address, credentials=credentials)
@@ -133,6 +152,13 @@ class GrpcConnection:
         self._address = address
         self._lock = threading.Lock()
         self._closed = False
+        self._bulk: BulkClient | None = None
+        if bulk and (credentials is None or bulk_context is not None):
+            host = address.rpartition(":")[0]
+            self._bulk = BulkClient(
+                host, self._open_ticket, context=bulk_context, timeout_s=rpc_timeout_s
+            )
+        self._bulk_paused_until = 0.0
 
     def _call(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
         with self._explained():
@@ -188,13 +214,12 @@ class GrpcConnection:
             return []
         try:
             with self._explained():
-                objects = receive_objects(
-                    self._objects,
-                    batch,
-                    metadata=node_metadata(node_id),
-                    max_size=self._max_object_size,
-                    allocate=self._allocate,
-                )
+                objects = inline_objects(batch.inline_objects, max_size=self._max_object_size)
+                for info in batch.objects:
+                    if info.object_id not in objects:
+                        objects[info.object_id] = self._pull_object(
+                            node_id, info.object_id, info.size
+                        )
         except NotFoundError as exc:  # not "unknown node": the pull itself succeeded
             raise SerdeError(f"an array of the pulled messages is missing: {exc}") from None
         del batch.inline_objects[:]  # their bytes live on in ``objects``
@@ -206,7 +231,13 @@ class GrpcConnection:
     def push(self, node_id: int, replies: Sequence[Message]) -> list[str]:
         metadata = node_metadata(node_id)
         with self._explained():  # new arrays: the SuperLink names them as it verifies them
-            upload_unhashed(self._objects, replies, metadata=metadata, chunk_size=self._chunk_size)
+            upload_unhashed(
+                self._objects,
+                replies,
+                metadata=metadata,
+                chunk_size=self._chunk_size,
+                push=lambda array: self._push_unnamed(node_id, array),
+            )
         protos = []
         objects: dict[str, Array] = {}
         for reply in replies:
@@ -224,6 +255,78 @@ class GrpcConnection:
             inline_objects=inline,
         )
         return list(self._call("PushMessages", request).accepted_message_ids)
+
+    # -- large objects: the bulk port, else gRPC ------------------------------------------
+    def _bulk_client(self, nbytes: int) -> BulkClient | None:
+        if nbytes < MIN_BULK_BYTES or time.monotonic() < self._bulk_paused_until:
+            return None
+        return self._bulk
+
+    def _bulk_failed(self, exc: BaseException) -> None:
+        if self._closed:  # stopping: the gRPC fallback fails at once, as it should
+            return
+        self._bulk_paused_until = time.monotonic() + _BULK_PAUSE_S
+        logger.warning(
+            "the SuperLink's bulk port failed (%s): moving objects over gRPC for the next %g s",
+            exc,
+            _BULK_PAUSE_S,
+        )
+
+    def _open_ticket(self, node_id: int, object_id: str, upload: bool, size: int) -> Ticket | None:
+        request = fpb.OpenBulkRequest(
+            node_id=node_id, object_id=object_id, upload=upload, size=size
+        )
+        try:
+            response = self._stub.OpenBulk(request, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # an older SuperLink
+                self._bulk_paused_until = time.monotonic() + _BULK_PAUSE_S
+                return None
+            raise error_from_rpc(exc, peer=f"(SuperLink Fleet API at {self._address})") from exc
+        if not response.ticket:  # the SuperLink has no bulk port (it may get one later)
+            self._bulk_paused_until = time.monotonic() + _BULK_PAUSE_S
+            return None
+        return bytes(response.ticket), int(response.port), int(response.size)
+
+    def _pull_object(self, node_id: int, object_id: str, size: int) -> memoryview:
+        bulk = self._bulk_client(size)
+        if bulk is not None:
+            try:
+                data = bulk.pull(
+                    node_id, object_id, max_size=self._max_object_size, allocate=self._allocate
+                )
+                if data is not None:
+                    return data
+            except GladeError as exc:
+                if not isinstance(exc, SerdeError | LimitExceededError):
+                    raise
+                self._bulk_failed(exc)
+            except (OSError, BulkError) as exc:
+                self._bulk_failed(exc)
+        return pull_object(
+            self._objects,
+            object_id,
+            metadata=node_metadata(node_id),
+            max_size=self._max_object_size,
+            allocate=self._allocate,
+        )
+
+    def _push_unnamed(self, node_id: int, array: Array) -> str:
+        bulk = self._bulk_client(array.nbytes)
+        if bulk is not None:
+            try:
+                stored = bulk.push(node_id, array.memoryview())
+                if stored is not None:
+                    return stored
+            except GladeError as exc:
+                if not isinstance(exc, SerdeError | LimitExceededError):
+                    raise
+                self._bulk_failed(exc)
+            except (OSError, BulkError) as exc:
+                self._bulk_failed(exc)
+        return push_unnamed(
+            self._objects, array, metadata=node_metadata(node_id), chunk_size=self._chunk_size
+        )
 
     def get_run(self, node_id: int, run_id: int) -> RunSpec:
         run = self._call("GetRun", fpb.GetRunRequest(node_id=node_id, run_id=run_id)).run
@@ -245,6 +348,8 @@ class GrpcConnection:
             if self._closed:
                 return
             self._closed = True
+        if self._bulk is not None:
+            self._bulk.close()
         self._channel.close()
 
 

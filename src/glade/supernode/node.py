@@ -23,6 +23,7 @@ import os
 import queue
 import random
 import shutil
+import ssl
 import tempfile
 import threading
 import time
@@ -46,6 +47,7 @@ from glade.supernode.config import SuperNodeConfig
 from glade.supernode.connection import Connection, GrpcConnection
 from glade.supernode.identity import NodeIdentity
 from glade.supernode.runs import PreparedRun, RunApp
+from glade.transport.bulk import client_context
 from glade.transport.tls import channel_credentials
 
 __all__ = ["SuperNode"]
@@ -133,6 +135,8 @@ class SuperNode:
             signing_key=key,
             allocate=self._shared.allocate,
             skip_message=self._working_on,
+            bulk=cfg.bulk,
+            bulk_context=_bulk_context(cfg),
         )
         if key is not None:
             logger.info("signing Fleet requests with node key %s", key.public_key.fingerprint)
@@ -421,6 +425,13 @@ def _close_all(apps: Sequence[RunApp], *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _bulk_context(cfg: SuperNodeConfig) -> ssl.SSLContext | None:
+    """TLS of the SuperLink's bulk port: the same trust (and client certificate) as gRPC."""
+    if cfg.insecure or cfg.root_certificates is None:
+        return None
+    return client_context(cfg.root_certificates, cfg.ssl_certfile, cfg.ssl_keyfile)
 
 
 def _credentials(cfg: SuperNodeConfig) -> grpc.ChannelCredentials | None:

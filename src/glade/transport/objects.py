@@ -23,11 +23,12 @@ status (:func:`~glade.transport.status.error_from_rpc`); an unreachable peer rai
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import grpc
 
+from glade.array import Array
 from glade.errors import SerdeError
 from glade.message import Message
 from glade.transport.chunks import (
@@ -200,12 +201,15 @@ def upload_unhashed(
     metadata: Metadata = (),
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     timeout: float | None = None,
+    push: Callable[[Array], str] | None = None,
 ) -> list[str]:
     """Upload, unnamed (:func:`push_unnamed`), the large arrays of ``messages`` that were
     not hashed yet, and give each the id the peer named it by; returns those ids.
 
     Encoding the messages afterwards (:func:`~glade.transport.codec.message_to_proto`)
     hashes nothing large, and :func:`send_objects` finds these objects on the peer already.
+    ``push(array)``, if given, uploads one array instead of :func:`push_unnamed` (e.g. over
+    a bulk port) and returns the id the peer named it by.
     """
     uploaded: list[str] = []
     seen: set[int] = set()
@@ -217,9 +221,12 @@ def upload_unhashed(
                 if id(array) in seen:
                     continue
                 seen.add(id(array))
-                object_id = push_unnamed(
-                    stub, array, metadata=metadata, chunk_size=chunk_size, timeout=timeout
-                )
+                if push is not None:
+                    object_id = push(array)
+                else:
+                    object_id = push_unnamed(
+                        stub, array, metadata=metadata, chunk_size=chunk_size, timeout=timeout
+                    )
                 array._sha256 = object_id  # what the peer computed from these very bytes
                 uploaded.append(object_id)
     return uploaded

@@ -89,3 +89,25 @@ class GetRunResponse(_message.Message):
     RUN_FIELD_NUMBER: _ClassVar[int]
     run: _run_pb2.Run
     def __init__(self, run: _Optional[_Union[_run_pb2.Run, _Mapping]] = ...) -> None: ...
+
+class OpenBulkRequest(_message.Message):
+    __slots__ = ("node_id", "object_id", "upload", "size")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    object_id: str
+    upload: bool
+    size: int
+    def __init__(self, node_id: _Optional[int] = ..., object_id: _Optional[str] = ..., upload: _Optional[bool] = ..., size: _Optional[int] = ...) -> None: ...
+
+class OpenBulkResponse(_message.Message):
+    __slots__ = ("ticket", "port", "size")
+    TICKET_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    ticket: bytes
+    port: int
+    size: int
+    def __init__(self, ticket: _Optional[bytes] = ..., port: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...

@@ -81,6 +81,11 @@ class FleetStub:
                 request_serializer=glade_dot_v1_dot_run__pb2.HasObjectsRequest.SerializeToString,
                 response_deserializer=glade_dot_v1_dot_run__pb2.HasObjectsResponse.FromString,
                 _registered_method=True)
+        self.OpenBulk = channel.unary_unary(
+                '/glade.v1.Fleet/OpenBulk',
+                request_serializer=glade_dot_v1_dot_fleet__pb2.OpenBulkRequest.SerializeToString,
+                response_deserializer=glade_dot_v1_dot_fleet__pb2.OpenBulkResponse.FromString,
+                _registered_method=True)
 
 
 class FleetServicer:
@@ -143,6 +148,14 @@ class FleetServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenBulk(self, request, context):
+        """A single-use ticket to move one large object over the SuperLink's bulk port (plain TCP,
+        or TLS like this API) instead of PullObject/PushObject. An empty ticket: no bulk port.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -190,6 +203,11 @@ def add_FleetServicer_to_server(servicer, server):
                     servicer.HasObjects,
                     request_deserializer=glade_dot_v1_dot_run__pb2.HasObjectsRequest.FromString,
                     response_serializer=glade_dot_v1_dot_run__pb2.HasObjectsResponse.SerializeToString,
+            ),
+            'OpenBulk': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenBulk,
+                    request_deserializer=glade_dot_v1_dot_fleet__pb2.OpenBulkRequest.FromString,
+                    response_serializer=glade_dot_v1_dot_fleet__pb2.OpenBulkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -435,6 +453,33 @@ class Fleet:
             '/glade.v1.Fleet/HasObjects',
             glade_dot_v1_dot_run__pb2.HasObjectsRequest.SerializeToString,
             glade_dot_v1_dot_run__pb2.HasObjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenBulk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glade.v1.Fleet/OpenBulk',
+            glade_dot_v1_dot_fleet__pb2.OpenBulkRequest.SerializeToString,
+            glade_dot_v1_dot_fleet__pb2.OpenBulkResponse.FromString,
             options,
             channel_credentials,
             insecure,

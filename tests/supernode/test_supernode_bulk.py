@@ -1,0 +1,69 @@
+"""SuperNodes moving a round's arrays over the SuperLink's bulk port (plain and mutual TLS)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from glade_testing import start_superlink, wait_for
+from sn_harness import run_and_wait
+
+from glade.superlink.client import ControlClient
+from glade.transport.bulk import MIN_BULK_BYTES
+from glade.transport.tls import create_dev_certificates
+
+SIZE = MIN_BULK_BYTES // 4 + 1000  # float32s: just above the bulk threshold
+
+
+def _expected(partition: int) -> float:
+    return float(sum(range(SIZE)) + partition * SIZE)
+
+
+def test_a_round_moves_its_arrays_over_the_bulk_port(start_node, make_app) -> None:
+    link = start_superlink(bulk=True)
+    try:
+        bulk_node = start_node(link.addresses["fleet"], partition=1)
+        grpc_node = start_node(link.addresses["fleet"], partition=2, bulk=False)
+        assert bulk_node.wait_registered(10) and grpc_node.wait_registered(10)
+        with ControlClient(link.addresses["control"]) as control:
+            run, results, log = run_and_wait(control, make_app(), {"size": SIZE, "nodes": 2})
+        assert run.sub_status == "completed", log
+        ok = results[0]["ok"]
+        assert ok[str(bulk_node.node_id)][0] == pytest.approx(_expected(1), rel=1e-6)
+        assert ok[str(grpc_node.node_id)][0] == pytest.approx(_expected(2), rel=1e-6)
+        assert link.bulk is not None
+        assert wait_for(lambda: link.bulk.transfers == 2, 5)  # the model down, the reply up
+    finally:
+        link.stop(grace=1.0)
+
+
+def test_bulk_transfers_speak_tls_with_client_certificates(
+    tmp_path: Path, start_node, make_app
+) -> None:
+    certs = create_dev_certificates(tmp_path / "certs")
+    link = start_superlink(
+        bulk=True,
+        insecure=False,
+        ssl_certfile=certs.server_cert,
+        ssl_keyfile=certs.server_key,
+        ssl_ca_certfile=certs.ca_cert,
+        node_auth=False,
+        user_auth=False,
+    )
+    try:
+        node = start_node(
+            link.addresses["fleet"],
+            insecure=False,
+            root_certificates=certs.ca_cert,
+            ssl_certfile=certs.client_cert,
+            ssl_keyfile=certs.client_key,
+        )
+        assert node.wait_registered(10)
+        with ControlClient(link.addresses["control"], root_certificates=certs.ca_cert) as c:
+            run, results, log = run_and_wait(c, make_app(), {"size": SIZE})
+        assert run.sub_status == "completed", log
+        assert results[0]["ok"][str(node.node_id)][0] == pytest.approx(_expected(0), rel=1e-6)
+        assert link.bulk is not None
+        assert wait_for(lambda: link.bulk.transfers == 2, 5)
+    finally:
+        link.stop(grace=1.0)
