@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -57,6 +57,7 @@ from glade.transport.v1 import fleet_pb2_grpc, run_pb2
 __all__ = ["Connection", "GrpcConnection", "Registration", "RunSpec"]
 
 _FLEET = "glade.v1.Fleet"
+_T = TypeVar("_T")
 _BULK_PAUSE_S = 300.0  # after the bulk path failed, use gRPC alone for this long
 
 logger = logging.getLogger(__name__)
@@ -288,21 +289,31 @@ class GrpcConnection:
             return None
         return bytes(response.ticket), int(response.port), int(response.size)
 
-    def _pull_object(self, node_id: int, object_id: str, size: int) -> memoryview:
+    def _via_bulk(self, size: int, transfer: Callable[[BulkClient], _T | None]) -> _T | None:
+        """``transfer`` over the bulk port, or None: no bulk port for ``size``, or it failed
+        (then gRPC is used for a while, see :meth:`_bulk_failed`)."""
         bulk = self._bulk_client(size)
-        if bulk is not None:
-            try:
-                data = bulk.pull(
-                    node_id, object_id, max_size=self._max_object_size, allocate=self._allocate
-                )
-                if data is not None:
-                    return data
-            except GladeError as exc:
-                if not isinstance(exc, SerdeError | LimitExceededError):
-                    raise
-                self._bulk_failed(exc)
-            except (OSError, BulkError) as exc:
-                self._bulk_failed(exc)
+        if bulk is None:
+            return None
+        try:
+            return transfer(bulk)
+        except GladeError as exc:
+            if not isinstance(exc, SerdeError | LimitExceededError):
+                raise
+            self._bulk_failed(exc)
+        except (OSError, BulkError) as exc:
+            self._bulk_failed(exc)
+        return None
+
+    def _pull_object(self, node_id: int, object_id: str, size: int) -> memoryview:
+        data = self._via_bulk(
+            size,
+            lambda bulk: bulk.pull(
+                node_id, object_id, max_size=self._max_object_size, allocate=self._allocate
+            ),
+        )
+        if data is not None:
+            return data
         return pull_object(
             self._objects,
             object_id,
@@ -312,18 +323,9 @@ class GrpcConnection:
         )
 
     def _push_unnamed(self, node_id: int, array: Array) -> str:
-        bulk = self._bulk_client(array.nbytes)
-        if bulk is not None:
-            try:
-                stored = bulk.push(node_id, array.memoryview())
-                if stored is not None:
-                    return stored
-            except GladeError as exc:
-                if not isinstance(exc, SerdeError | LimitExceededError):
-                    raise
-                self._bulk_failed(exc)
-            except (OSError, BulkError) as exc:
-                self._bulk_failed(exc)
+        stored = self._via_bulk(array.nbytes, lambda bulk: bulk.push(node_id, array.memoryview()))
+        if stored is not None:
+            return stored
         return push_unnamed(
             self._objects, array, metadata=node_metadata(node_id), chunk_size=self._chunk_size
         )
