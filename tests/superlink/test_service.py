@@ -27,7 +27,8 @@ def test_addresses_and_ready_file(tmp_path: Path) -> None:
         assert len(ports) == 3 and "0" not in ports
         written = json.loads(ready.read_text())
         assert {k: written[k] for k in addresses} == addresses and written["pid"] > 0
-        for address in addresses.values():
+        assert link.bulk is not None and written["bulk"].endswith(f":{link.bulk.port}")
+        for address in (*addresses.values(), written["bulk"]):
             host, _, port = address.rpartition(":")
             with socket.create_connection((host, int(port)), timeout=2):
                 pass

@@ -221,7 +221,10 @@ class SuperLink:
                 "admin (turn it on with --user-auth; create the first admin with --init-admin)"
             )
         if cfg.ready_file is not None:
-            write_json(cfg.ready_file, {**self._addresses, "pid": os.getpid()})
+            ready: dict[str, object] = {**self._addresses, "pid": os.getpid()}
+            if self.bulk is not None:
+                ready["bulk"] = f"{cfg.fleet_address.rpartition(':')[0]}:{self.bulk.port}"
+            write_json(cfg.ready_file, ready)
 
     def _open_bulk(self) -> None:
         cfg = self.config
