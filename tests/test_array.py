@@ -93,12 +93,12 @@ def test_unknown_dtype_name():
         dtype_from_name("float99")
 
 
-def test_sha256_is_content_address():
+def test_digest_is_content_address():
     a = Array(np.arange(4, dtype=np.int32))
     b = Array(np.arange(4, dtype=np.int32).copy())
     c = Array(np.arange(5, dtype=np.int32))
-    assert a.sha256 == b.sha256 != c.sha256
-    assert len(a.sha256) == 64
+    assert a.digest == b.digest != c.digest
+    assert len(a.digest) == 64
 
 
 def test_bfloat16_via_ml_dtypes():

@@ -30,6 +30,7 @@ from glade.bundle_policy import (
     parse_file_types,
     parse_size,
 )
+from glade.digest import content_id
 from glade.errors import AccessDeniedError, ConfigError, LimitExceededError, SerdeError
 from glade.keypairs import PrivateKey
 from glade.templates import TEMPLATES, render_project
@@ -67,7 +68,7 @@ def test_manifest_names_the_app_and_hashes_every_file(tmp_path):
     assert (m.publisher, m.name, m.version) == ("Ada", "demo-app", "2.1.0")
     assert set(m.files) == {"pyproject.toml", "demo/__init__.py", "demo/client.py"}
     assert m.files["demo/client.py"] == hashlib.sha256(b"x = 1\n").hexdigest()
-    assert bundle.bundle_id == hashlib.sha256(bundle.data).hexdigest()
+    assert bundle.bundle_id == content_id(bundle.data)
     with zipfile.ZipFile(io.BytesIO(bundle.data)) as zf:
         stored = json.loads(zf.read(MANIFEST_NAME))
         assert stored["files"] == dict(m.files)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from glade.digest import content_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterable
@@ -74,7 +75,7 @@ class Array:
     15.0
     """
 
-    __slots__ = ("__weakref__", "_data", "_sha256")
+    __slots__ = ("__weakref__", "_data", "_digest")
 
     def __init__(self, data: np.ndarray[Any, Any], *, copy: bool = False) -> None:
         if isinstance(data, Array):
@@ -93,7 +94,7 @@ class Array:
         if copy:
             data = np.array(data, order="C", copy=True)
         self._data = _normalize(data)
-        self._sha256: str | None = None
+        self._digest: str | None = None
 
     # -- constructors -------------------------------------------------------------------
     @classmethod
@@ -144,11 +145,24 @@ class Array:
         return int(self._data.size)
 
     @property
-    def sha256(self) -> str:
-        """Hex SHA-256 of the bytes: the array's content address (computed once)."""
-        if self._sha256 is None:
-            self._sha256 = hashlib.sha256(self.memoryview()).hexdigest()
-        return self._sha256
+    def digest(self) -> str:
+        """The array's content address: the BLAKE3 digest of its bytes in hex (computed once;
+        see :mod:`glade.digest`)."""
+        if self._digest is None:
+            self._digest = content_id(self.memoryview())
+        return self._digest
+
+    def _rebind(self, buffer: memoryview) -> None:
+        """Point this Array at ``buffer``, another copy of the very same bytes (e.g. a memory
+        map of the object as stored), so that the memory holding them now can be freed.
+
+        Internal: callers guarantee the bytes are equal (they hashed them); the length is
+        checked here."""
+        if len(buffer) != self.nbytes:
+            raise ValueError(f"cannot rebind {self.nbytes} bytes to a buffer of {len(buffer)}")
+        data = np.frombuffer(buffer, dtype=self._data.dtype).reshape(self._data.shape)
+        data.flags.writeable = False
+        self._data = data
 
     # -- conversions ---------------------------------------------------------------------
     def numpy(self, *, copy: bool = False) -> np.ndarray[Any, Any]:

@@ -5,9 +5,10 @@ A bundle is a zip of the app's files plus ``glade-manifest.json``::
     {"format": 1, "publisher": "...", "name": "...", "version": "...",
      "files": {"pyproject.toml": "<sha256>", "my_app/client_app.py": "<sha256>", ...}}
 
-Its *bundle id* is the SHA-256 of the zip's bytes. :func:`build_bundle` gives the same bytes
-for the same files (sorted entries, fixed timestamps and permissions), so an unchanged app is
-uploaded and cached once. Files matched by a ``.gitignore`` (at any level of the folder) are
+Its *bundle id* is the content id of the zip's bytes (BLAKE3, :mod:`glade.digest`): an
+object of the SuperLink's store. :func:`build_bundle` gives the same bytes for the same files
+(sorted entries, fixed timestamps and permissions), so an unchanged app is uploaded and cached
+once. Files matched by a ``.gitignore`` (at any level of the folder) are
 left out, and so are virtual environments, caches and VCS folders (:data:`ALWAYS_EXCLUDED`).
 
 A publisher may sign a bundle with an Ed25519 key (:mod:`glade.keypairs`): the signature of
@@ -50,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from glade import digest
 from glade.bundle_policy import (
     MAX_BUNDLE_BYTES,
     SIGNATURE_NAME,
@@ -220,7 +222,7 @@ def build_bundle(
     data = out.getvalue()
     return Bundle(
         data=data,
-        bundle_id=hashlib.sha256(data).hexdigest(),
+        bundle_id=digest.content_id(data),  # a bundle is an object of the store
         manifest=manifest,
         signer=signing_key.public_key if signing_key is not None else None,
     )
@@ -309,7 +311,7 @@ def read_bundle(
 ) -> BundleManifest:
     """Check a bundle (bytes or a file) completely and return its manifest.
 
-    With ``bundle_id``, the zip's SHA-256 must equal it; ``policy`` defaults to
+    With ``bundle_id``, the zip's content id must equal it; ``policy`` defaults to
     :meth:`BundlePolicy.unrestricted`. Raises :class:`~glade.errors.SerdeError`,
     :class:`~glade.errors.LimitExceededError` or :class:`~glade.errors.AccessDeniedError`
     naming the first problem found.
@@ -506,7 +508,7 @@ def _checked_blocks(
 
 
 def _check_id(source: bytes | str | Path, bundle_id: str) -> None:
-    hasher = hashlib.sha256()
+    hasher = digest.hasher()
     if isinstance(source, bytes):
         hasher.update(source)
     else:
@@ -515,5 +517,6 @@ def _check_id(source: bytes | str | Path, bundle_id: str) -> None:
                 hasher.update(block)
     if hasher.hexdigest() != bundle_id:
         raise SerdeError(
-            f"bad app bundle: its sha256 is {hasher.hexdigest()}, not the bundle id {bundle_id}"
+            f"bad app bundle: its content id (blake3) is {hasher.hexdigest()}, not the bundle id "
+            f"{bundle_id}"
         )

@@ -3,13 +3,12 @@ or connection starts."""
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 from glade_testing import glade_in_process
 
 from glade.bundle import read_bundle
 from glade.cli.remote import history_from_dict
+from glade.digest import content_id
 from glade.server import History, RunEvent
 
 
@@ -24,7 +23,7 @@ def test_build_writes_a_verified_deterministic_bundle(fault_app, tmp_path, monke
     manifest = read_bundle(out)
     assert (manifest.name, manifest.version) == ("faultapp", "1.0.0")
     assert "data/big.csv" not in manifest.files and "faultapp/client.py" in manifest.files
-    bundle_id = hashlib.sha256(out.read_bytes()).hexdigest()
+    bundle_id = content_id(out.read_bytes())
     assert f"bundle id {bundle_id}" in first.stderr
     monkeypatch.chdir(tmp_path)
     again = glade_in_process("build", str(fault_app))  # default name, in the current folder

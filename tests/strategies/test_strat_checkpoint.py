@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -267,7 +268,7 @@ def test_corrupt_checkpoints_are_serde_errors(tmp_path: Path) -> None:
     data = bytearray((path / "arrays.safetensors").read_bytes())
     data[-1] ^= 0xFF
     (path / "arrays.safetensors").write_bytes(bytes(data))
-    with pytest.raises(SerdeError, match="SHA-256"):
+    with pytest.raises(SerdeError, match="does not match its recorded digest"):
         load_checkpoint(path)
     (path / "arrays.safetensors").write_bytes(b"\x05\x00")
     with pytest.raises(SerdeError, match="safetensors"):
@@ -321,3 +322,21 @@ def test_bfloat16_safetensors_load_in_torch(tmp_path: Path) -> None:
     loaded = st_torch.load_file(str(tmp_path / "m.safetensors"))
     assert loaded["bf"].dtype == torch.bfloat16
     assert loaded["bf"].float().tolist() == [1.5, -0.125, 3.0]
+
+
+def test_checkpoints_recording_sha256_still_load_and_verify(tmp_path: Path) -> None:
+    """Checkpoints written before content ids moved to BLAKE3 recorded SHA-256 per array."""
+    path = save_checkpoint(
+        tmp_path, Checkpoint(server_round=1, arrays=initial(), history=History())
+    )
+    manifest = json.loads((path / "checkpoint.json").read_text())
+    for entry in manifest["arrays"]:
+        array = initial()[entry["name"]]
+        assert entry.pop("blake3") == array.digest
+        entry["sha256"] = hashlib.sha256(array.memoryview()).hexdigest()
+    (path / "checkpoint.json").write_text(json.dumps(manifest))
+    assert load_checkpoint(path).arrays["w"].digest == initial()["w"].digest
+    manifest["arrays"][0]["sha256"] = "0" * 64
+    (path / "checkpoint.json").write_text(json.dumps(manifest))
+    with pytest.raises(SerdeError, match="does not match its recorded digest"):
+        load_checkpoint(path)

@@ -22,6 +22,7 @@ import numpy as np
 from glade_testing import app_files, superlink_config, wait_for
 
 from glade import ArrayRecord, Message, MetricRecord, RecordDict
+from glade.digest import content_id
 from glade.superlink import SuperLinkConfig
 from glade.transport.codec import message_from_proto, message_to_proto
 from glade.transport.grpc_options import channel
@@ -129,7 +130,7 @@ class Control:
         self.stub = control_pb2_grpc.ControlStub(self.channel)
 
     def upload(self, bundle: bytes) -> str:
-        bundle_id = hashlib.sha256(bundle).hexdigest()
+        bundle_id = content_id(bundle)
         push_objects(self.stub, {bundle_id: bundle})
         return bundle_id
 

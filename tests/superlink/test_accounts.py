@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 from sl_harness import echo_app, make_bundle
 
+from glade.digest import content_id
 from glade.errors import (
     AccessDeniedError,
     AuthenticationError,
@@ -184,7 +184,7 @@ def test_users_see_follow_and_stop_only_their_own_runs(secured: SuperLink, login
 
 
 def _upload(client: ControlClient, data: bytes) -> str:
-    bundle = SimpleNamespace(data=data, bundle_id=hashlib.sha256(data).hexdigest())
+    bundle = SimpleNamespace(data=data, bundle_id=content_id(data))
     client.upload_bundle(bundle)  # type: ignore[arg-type]
     return bundle.bundle_id
 

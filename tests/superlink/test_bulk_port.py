@@ -3,7 +3,6 @@ and the SuperNode connection's fallback to gRPC."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import socket
 import struct
@@ -17,6 +16,7 @@ import pytest
 from glade_testing import start_superlink, wait_for
 
 from glade import Array
+from glade.digest import content_id
 from glade.errors import LimitExceededError, NotFoundError, SerdeError
 from glade.superlink import SuperLink
 from glade.superlink.bulk import Tickets
@@ -116,7 +116,7 @@ def test_an_object_goes_down_and_up_over_the_bulk_port(tmp_path: Path, tls: bool
 
         reply = Array(_data(2, 4 * (SIZE // 4)).view(np.float32))  # unnamed: the SuperLink names it
         stored = conn._push_unnamed(node_id, reply)
-        assert stored == hashlib.sha256(reply.memoryview()).hexdigest()
+        assert stored == content_id(reply.memoryview())
         assert link.store.read_bytes(stored) == reply.memoryview().tobytes()
         assert wait_for(lambda: link.bulk.transfers == 2, 5)
         assert list((link.store.root / "tmp").iterdir()) == []
@@ -138,7 +138,7 @@ def test_small_objects_and_a_superlink_without_bulk_port_keep_grpc(conn, link) -
         node = _node(other)
         assert _ticket(other, node, upload=True, size=SIZE).ticket == b""
         data = _data(4)
-        assert other._push_unnamed(node, Array(data)) == hashlib.sha256(data).hexdigest()
+        assert other._push_unnamed(node, Array(data)) == content_id(data)
         assert other._bulk_paused_until > time.monotonic()  # not asked again for a while
     finally:
         other.close()
@@ -220,7 +220,7 @@ def test_hash_mismatches_are_detected_both_ways(conn, link) -> None:
     with pytest.raises(SerdeError, match="does not match"):
         client.pull(node_id, object_id, max_size=1 << 30)
 
-    wrong = hashlib.sha256(b"something else").hexdigest()
+    wrong = content_id(b"something else")
     with pytest.raises(BulkError, match="hash to"):
         client.push(node_id, _data(9).data.cast("B"), object_id=wrong)
     assert not link.store.has(wrong)
@@ -235,7 +235,7 @@ def test_the_node_falls_back_to_grpc_when_the_bulk_port_is_unreachable(conn, lin
     with caplog.at_level(logging.WARNING, logger="glade.supernode.connection"):
         assert bytes(conn._pull_object(node_id, object_id, SIZE)) == data.tobytes()
         reply = _data(11)
-        assert conn._push_unnamed(node_id, Array(reply)) == hashlib.sha256(reply).hexdigest()
+        assert conn._push_unnamed(node_id, Array(reply)) == content_id(reply)
     warnings = [r for r in caplog.records if "bulk port failed" in r.getMessage()]
     assert len(warnings) == 1  # one line, then gRPC for a while
     assert link.bulk.transfers == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 
@@ -13,6 +12,7 @@ from glade_testing import wait_for
 from sl_harness import FakeNode, echo_handler
 
 from glade import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from glade.digest import content_id
 from glade.message import ErrorCode
 from glade.superlink import SuperLink
 from glade.superlink.state import RunInfo, RunStatus
@@ -294,7 +294,7 @@ def test_a_node_busy_with_a_long_upload_is_not_marked_offline(start_link) -> Non
     node = FakeNode(link.addresses["fleet"])  # never heartbeats
     try:
         data = np.random.default_rng(1).bytes(5000)
-        object_id = hashlib.sha256(data).hexdigest()
+        object_id = content_id(data)
 
         def slow_chunks():
             for chunk in iter_chunks(data, chunk_size=1000):

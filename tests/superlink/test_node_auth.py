@@ -4,7 +4,6 @@ requests and node-id spoofing are refused, logged and audited; a key keeps its n
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +13,7 @@ from typing import Any
 import grpc
 import pytest
 
+from glade.digest import content_id
 from glade.keypairs import PrivateKey
 from glade.superlink import SuperLink
 from glade.superlink.node_auth import AUDIT_ACTION, NonceCache
@@ -226,7 +226,7 @@ def test_a_node_cannot_speak_for_another_node(auth_link, node_for):
         grpc.StatusCode.PERMISSION_DENIED,
         "not to node",
     )
-    chunk = encode_chunk(hashlib.sha256(b"x").hexdigest(), 0, 1, b"x")
+    chunk = encode_chunk(content_id(b"x"), 0, 1, b"x")
     _refused(
         lambda: mallory.objects.PushObject(
             iter([chunk]), metadata=node_metadata(alice_id), timeout=5
@@ -243,7 +243,7 @@ def test_every_kind_of_call_passes_when_signed(auth_link, node_for):
     node_id = node.register()
     meta = node_metadata(node_id)
     data = b"payload" * 100
-    object_id = hashlib.sha256(data).hexdigest()
+    object_id = content_id(data)
     chunk = encode_chunk(object_id, 0, len(data), data)
     pushed = node.objects.PushObject(iter([chunk]), metadata=meta, timeout=5)  # stream-unary
     assert pushed.object_id == object_id

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from glade import SerdeError
+from glade.digest import content_id
 from glade.errors import InvalidArgumentError, LimitExceededError, NotFoundError
 from glade.superlink.garbage import GarbageCollector
 from glade.superlink.object_store import ObjectStore
@@ -21,7 +21,7 @@ from glade.transport.v1 import message_pb2 as pb
 
 
 def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return content_id(data)
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from sl_harness import FakeNode
 
-from glade import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict, RunEvent
+from glade import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict, RunEvent
+from glade.digest import content_id
 from glade.errors import AccessDeniedError, InvalidStateError, TransportError
 from glade.message import ErrorCode
 from glade.superlink import SuperLink
@@ -237,7 +238,7 @@ def test_a_local_push_hashes_while_writing_and_leaves_no_temp_file(
             messages = _train([node.node_id], 300_000)
             grid.push_messages(messages)
             array = messages[0].content["arrays"]["w"]
-            assert link.store.verify(array.sha256)  # renamed into place under its id
+            assert link.store.verify(array.digest)  # renamed into place under its id
             assert list(tmp.iterdir()) == []
 
             def full(root: object, data: memoryview) -> object:
@@ -247,6 +248,43 @@ def test_a_local_push_hashes_while_writing_and_leaves_no_temp_file(
             with pytest.raises(OSError, match="No space"):
                 grid.push_messages(_train([node.node_id], 300_001))
             assert list(tmp.iterdir()) == []
+            grid.close()
+    finally:
+        node.close()
+
+
+def test_a_local_push_leaves_the_model_as_a_map_of_the_store_not_private_memory(
+    link: SuperLink,
+) -> None:
+    """After the ServerApp stores a large array, the Array reads the stored file (page cache)
+    and the app's own copy can be freed: a round holds one private copy of the model, not two."""
+    import weakref
+
+    node = FakeNode(link.addresses["fleet"])
+    try:
+        with channel(link.addresses["serverappio"]) as chan:
+            grid = ServerAppIoGrid(
+                chan, run_id=_running_run(link), token=TOKEN, object_dir=link.store.root
+            )
+            original = np.arange(600_000, dtype=np.float32)  # 2.4 MB: above the spill size
+            gone = weakref.ref(original)
+            message = Message(
+                RecordDict({"arrays": ArrayRecord({"w": Array(original)})}),
+                dst_node_id=node.node_id,
+                message_type="train",
+            )
+            small = Array(np.ones(10, dtype=np.float32))
+            message.content["arrays"]["b"] = small
+            del original
+            assert gone() is not None  # the Array wraps it without a copy
+            grid.push_messages([message])
+            w = message.content["arrays"]["w"]
+            assert gone() is None  # freed: the Array now maps the stored file
+            view = w.numpy()
+            assert not view.flags.writeable and not view.flags.owndata
+            np.testing.assert_array_equal(view, np.arange(600_000, dtype=np.float32))
+            assert w.digest == content_id(view.tobytes())
+            assert small.numpy().flags.writeable is False  # small arrays stay as they were
             grid.close()
     finally:
         node.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import socket
 import threading
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 from sl_harness import Control, FakeNode, echo_app, link_config, make_bundle
 
+from glade.digest import content_id
 from glade.errors import ConfigError, TransportError
 from glade.superlink import SuperLink, SuperLinkConfig
 
@@ -97,7 +97,7 @@ def test_objects_of_a_finished_run_are_collected(start_link) -> None:
         # the arrays are gone; the bundle goes too (nothing unfinished refers to it)
         assert list(link.store.ids()) == []
         assert link.state.referenced_objects() == set()
-        assert not (link.store.root / "apps" / hashlib.sha256(bundle).hexdigest()).exists()
+        assert not (link.store.root / "apps" / content_id(bundle)).exists()
     finally:
         control.close()
         for node in nodes:

@@ -5,7 +5,6 @@ LimitExceededError.)"""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import zipfile
@@ -16,6 +15,7 @@ from glade_testing import app_files, start_superlink, write_files
 
 from glade.bundle import SIGNATURE_NAME, Bundle, build_bundle
 from glade.bundle_policy import BundlePolicy
+from glade.digest import content_id
 from glade.errors import ConfigError, InvalidArgumentError, LimitExceededError
 from glade.keypairs import PrivateKey
 from glade.superlink import SuperLinkConfig
@@ -39,7 +39,7 @@ def _rebuilt(bundle: Bundle, change) -> Bundle:
         for name, data in members.items():
             zf.writestr(name, data)
     data = out.getvalue()
-    return Bundle(data=data, bundle_id=hashlib.sha256(data).hexdigest(), manifest=bundle.manifest)
+    return Bundle(data=data, bundle_id=content_id(data), manifest=bundle.manifest)
 
 
 def _start(control: ControlClient, bundle: Bundle) -> int:

@@ -9,6 +9,7 @@ import pytest
 from glade_testing import start_superlink, wait_for
 from sn_harness import run_and_wait
 
+from glade.digest import content_id
 from glade.message import ErrorCode
 from glade.superlink.client import ControlClient
 from glade.supernode.connection import GrpcConnection
@@ -127,7 +128,6 @@ def test_an_instruction_offered_again_while_in_progress_is_not_run_or_pulled_twi
 ):
     """A lease shorter than the ClientApp's work: the SuperLink offers the instruction
     again, and the node, still working on it, neither downloads its arrays again nor runs it."""
-    import hashlib
 
     import numpy as np
 
@@ -146,7 +146,7 @@ def test_an_instruction_offered_again_while_in_progress_is_not_run_or_pulled_twi
     try:
         node = start_node(link.addresses["fleet"], poll_wait_s=0.2)
         size = 100_000
-        model = hashlib.sha256(np.arange(size, dtype=np.float32).tobytes()).hexdigest()
+        model = content_id(np.arange(size, dtype=np.float32).tobytes())
         config = {"size": size, "client-mode": "sleep", "sleep": 2.0}
         run, results, log = run_and_wait(control, make_app(), config)
         node.stop(grace=2.0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 from glade import Array, SerdeError
+from glade.digest import content_id
 from glade.errors import AccessDeniedError, InvalidArgumentError, NotFoundError
 from glade.transport.grpc_options import channel
 from glade.transport.objects import (
@@ -83,19 +83,19 @@ def test_push_uploads_only_what_is_missing_and_pull_verifies(fleet) -> None:
     stub, md = fleet
     a = Array(np.arange(30_000, dtype=np.float64))  # larger than SMALL_OBJECT
     b = b"some bundle bytes"
-    objects = {a.sha256: a, hashlib.sha256(b).hexdigest(): b}
+    objects = {a.digest: a, content_id(b): b}
     assert sorted(push_objects(stub, objects, metadata=md, chunk_size=1000)) == sorted(objects)
     # already there: the large one is not sent again (small ones are, asking costs more)
-    assert push_objects(stub, objects, metadata=md) == [hashlib.sha256(b).hexdigest()]
+    assert push_objects(stub, objects, metadata=md) == [content_id(b)]
     assert missing_objects(stub, [*objects, "0" * 64], metadata=md) == ["0" * 64]
     got = pull_objects(stub, objects, metadata=md)
-    assert bytes(got[a.sha256]) == a.tobytes() and bytes(got[hashlib.sha256(b).hexdigest()]) == b
+    assert bytes(got[a.digest]) == a.tobytes() and bytes(got[content_id(b)]) == b
 
 
 def test_a_corrupted_stored_object_fails_verification_on_pull(fleet, link) -> None:
     stub, md = fleet
     data = b"will be tampered with"
-    oid = hashlib.sha256(data).hexdigest()
+    oid = content_id(data)
     push_objects(stub, {oid: data}, metadata=md)
     (link.objects / oid[:2] / oid).write_bytes(b"tampered")
     with pytest.raises(SerdeError, match="does not match"):
@@ -116,7 +116,7 @@ def test_wrong_ids_credentials_and_limits(fleet) -> None:
     with pytest.raises(InvalidArgumentError, match="does not match"):
         push_objects(stub, {"1" * 64: b"not those bytes"}, metadata=md)
     assert missing_objects(stub, ["1" * 64], metadata=md) == ["1" * 64]
-    ten = hashlib.sha256(b"0123456789").hexdigest()
+    ten = content_id(b"0123456789")
     push_objects(stub, {ten: b"0123456789"}, metadata=md)
     with pytest.raises(SerdeError, match="more than"):
         pull_object(stub, ten, metadata=md, max_size=5)
@@ -127,9 +127,9 @@ def test_a_large_object_streams_through_with_bounded_memory(fleet, link) -> None
     size = 160 * 1024 * 1024
     data = Array(np.random.default_rng(0).integers(0, 255, size, dtype=np.uint8))
     before = link.memory_kib("VmRSS")
-    push_objects(stub, {data.sha256: data}, metadata=md)
+    push_objects(stub, {data.digest: data}, metadata=md)
     after_push = link.memory_kib("VmHWM")
-    back = pull_object(stub, data.sha256, metadata=md)
+    back = pull_object(stub, data.digest, metadata=md)
     after_pull = link.memory_kib("VmHWM")
     assert back == data.memoryview()
     print(f"SuperLink RSS {before} KiB, peak after push {after_push}, after pull {after_pull}")
@@ -147,7 +147,7 @@ def test_an_unnamed_upload_is_named_by_the_receiver(fleet, link) -> None:
     stub, md = fleet
     data = np.random.default_rng(1).standard_normal(50_000)
     object_id = push_unnamed(stub, Array(data), metadata=md, chunk_size=7000)
-    assert object_id == hashlib.sha256(data.tobytes()).hexdigest()
+    assert object_id == content_id(data.tobytes())
     assert missing_objects(stub, [object_id], metadata=md) == []
     assert bytes(pull_object(stub, object_id, metadata=md)) == data.tobytes()
     # the raw-chunk stub, and the arrays of replies: hashed by the receiver, not here
@@ -156,7 +156,7 @@ def test_an_unnamed_upload_is_named_by_the_receiver(fleet, link) -> None:
         big, again, small = Array(data + 1), Array(data + 1), Array(np.arange(10.0))
         content = RecordDict({"arrays": ArrayRecord({"w": big, "v": again, "b": small})})
         uploaded = upload_unhashed(raw, [Message(content, dst_node_id=1)], metadata=md)
-    expected = hashlib.sha256((data + 1).tobytes()).hexdigest()
+    expected = content_id((data + 1).tobytes())
     assert uploaded == [expected, expected]  # two Arrays, the same bytes: stored once
-    assert big._sha256 == again._sha256 == expected and small._sha256 is None
+    assert big._digest == again._digest == expected and small._digest is None
     assert (link.objects / expected[:2] / expected).read_bytes() == (data + 1).tobytes()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import random
 import tracemalloc
@@ -15,6 +14,7 @@ from hypothesis import strategies as st
 from wire_strategies import arrays
 
 from glade import Array, SerdeError
+from glade.digest import content_id
 from glade.transport import ChunkAssembler, assemble_chunks, iter_chunks
 from glade.transport.v1 import message_pb2 as pb
 
@@ -22,7 +22,7 @@ SETTINGS = settings(max_examples=40, deadline=None)
 
 
 def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return content_id(data)
 
 
 def _over_the_wire(chunks: list[pb.ObjectChunk]) -> list[pb.ObjectChunk]:
@@ -84,7 +84,7 @@ def test_overlapping_unaligned_chunkings_combine(data: bytes, draw: st.DataObjec
 @given(arrays(), st.integers(1, 64))
 def test_arrays_round_trip_as_chunks(array: Array, chunk_size: int) -> None:
     chunks = _over_the_wire(list(iter_chunks(array, chunk_size=chunk_size)))
-    assembler = ChunkAssembler(array.sha256)
+    assembler = ChunkAssembler(array.digest)
     for chunk in chunks:
         assembler.add(chunk)
     back = assembler.finish_array(dtype=array.dtype, shape=array.shape)
@@ -94,7 +94,7 @@ def test_arrays_round_trip_as_chunks(array: Array, chunk_size: int) -> None:
 def test_bfloat16_array_round_trip() -> None:
     array = Array(np.linspace(-2, 2, 1001).astype(ml_dtypes.bfloat16).reshape(7, 11, 13))
     chunks = list(iter_chunks(array, chunk_size=1000))
-    assembler = ChunkAssembler(array.sha256)
+    assembler = ChunkAssembler(array.digest)
     for chunk in reversed(chunks):
         assembler.add(chunk)
     assert assembler.finish_array(dtype="bfloat16", shape=(7, 11, 13)) == array
@@ -220,7 +220,7 @@ def test_invalid_chunk_size() -> None:
 def test_assembly_holds_one_copy_of_the_object() -> None:
     size, chunk_size = 32 * 1024 * 1024, 1024 * 1024
     array = Array(np.random.default_rng(1).integers(0, 255, size, dtype=np.uint8))
-    object_id = array.sha256
+    object_id = array.digest
     tracemalloc.start()
     try:
         assembler = ChunkAssembler(object_id)

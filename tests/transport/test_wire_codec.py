@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 
 import ml_dtypes
@@ -33,6 +32,7 @@ from glade import (
     RecordDict,
     SerdeError,
 )
+from glade.digest import content_id
 from glade.transport import (
     context_from_proto,
     context_to_proto,
@@ -67,7 +67,7 @@ def _weights_message() -> Message:
 @given(messages())
 def test_message_round_trip_with_array_objects(msg: Message) -> None:
     proto, objects = message_to_proto(msg)
-    assert all(oid == array.sha256 for oid, array in objects.items())
+    assert all(oid == array.digest for oid, array in objects.items())
     assert_same_message(message_from_proto(proto, objects, verify=True), msg)
 
 
@@ -104,7 +104,7 @@ def test_arrays_are_not_inlined_in_the_protobuf(array: Array) -> None:
     proto, objects = message_to_proto(msg)
     ref = proto.content.entries[0].array_record.entries[0].value
     assert (ref.dtype, tuple(ref.shape), ref.nbytes) == (array.dtype, array.shape, array.nbytes)
-    assert ref.object_id == hashlib.sha256(array.tobytes()).hexdigest()
+    assert ref.object_id == content_id(array.tobytes())
     assert list(objects) == [ref.object_id]
     assert objects[ref.object_id] is array
 

@@ -3,7 +3,7 @@
 A checkpoint is a folder ``round-000005/`` inside the checkpoint folder::
 
     checkpoint.json        round, strategy class, history, array manifests (dtype,
-                           shape, sha256), the strategy's scalar state
+                           shape, blake3 digest), the strategy's scalar state
     arrays.npz             the global arrays  (or arrays.safetensors)
     state.npz              the strategy's array state, e.g. FedAdam's moments
                            (or state.safetensors)
@@ -16,6 +16,7 @@ array's SHA-256. See ``docs/checkpoints.md``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -160,7 +161,7 @@ def _write_arrays(path: Path, arrays: dict[str, Array], format: ArrayFormat) -> 
 
 def _manifest(record: ArrayRecord, keys: Mapping[str, str]) -> list[dict[str, Any]]:
     return [
-        {"name": n, "key": keys[n], "dtype": a.dtype, "shape": list(a.shape), "sha256": a.sha256}
+        {"name": n, "key": keys[n], "dtype": a.dtype, "shape": list(a.shape), "blake3": a.digest}
         for n, a in record.items()
     ]
 
@@ -219,9 +220,16 @@ def _read_arrays(path: Path, entries: list[dict[str, Any]], fmt: str) -> dict[st
         array = arrays.get(e["key"])
         if array is None or array.dtype != e["dtype"] or list(array.shape) != e["shape"]:
             raise SerdeError(f"{path}: array {e['key']!r} is missing or not as recorded")
-        if array.sha256 != e["sha256"]:
-            raise SerdeError(f"{path}: array {e['key']!r} does not match its SHA-256")
+        if not _digest_matches(array, e):
+            raise SerdeError(f"{path}: array {e['key']!r} does not match its recorded digest")
     return arrays
+
+
+def _digest_matches(array: Array, entry: dict[str, Any]) -> bool:
+    if "blake3" in entry:
+        return array.digest == str(entry["blake3"])
+    # checkpoints written before content ids moved to BLAKE3 recorded SHA-256
+    return hashlib.sha256(array.memoryview()).hexdigest() == str(entry.get("sha256"))
 
 
 def _round_folders(folder: Path) -> list[Path]:

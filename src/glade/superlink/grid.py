@@ -64,6 +64,7 @@ logger = logging.getLogger(__name__)
 _MAX_WAIT_S = 30.0  # per long-poll call; pull_messages loops up to its timeout
 _PUSH_BATCH = 256
 _FETCH_THREADS = 4
+_SPILL_BYTES = 1024 * 1024  # smaller arrays stay in memory (a map costs a file handle)
 
 
 class ServerAppIoGrid(BaseGrid):
@@ -140,6 +141,8 @@ class ServerAppIoGrid(BaseGrid):
                     metadata=self._metadata,
                     chunk_size=self._chunk_size,
                 )
+        if self._object_dir is not None:
+            self._spill(large, objects)
         infos = object_infos(objects)
         for i in range(0, len(protos), _PUSH_BATCH):
             request = spb.ServerPushRequest(
@@ -151,6 +154,24 @@ class ServerAppIoGrid(BaseGrid):
             )
             self._call("PushMessages", request)
 
+    def _spill(self, object_ids: Iterable[str], objects: dict[str, Array]) -> None:
+        """Point each large Array just stored at a read-only memory map of its stored file.
+
+        The ServerApp then holds the model it sent as page cache the kernel may drop (and
+        re-read), not as private memory: once the app lets go of its own NumPy array (the
+        Array wrapped it without a copy), a round needs about one private copy of the
+        model (the aggregate being built) instead of two. Stored files are never changed in
+        place, and a map stays valid after the store deletes its file."""
+        assert self._object_dir is not None
+        for object_id in object_ids:
+            array = objects[object_id]
+            if array.nbytes < _SPILL_BYTES:
+                continue
+            try:
+                array._rebind(map_object(object_path(self._object_dir, object_id)))
+            except (OSError, ValueError) as exc:  # e.g. collected meanwhile: keep the memory
+                logger.debug("object %s stays in memory: %s", object_id[:12], exc)
+
     def _stage(self, messages: list[Message]) -> dict[str, Path]:
         """Hash the large arrays not hashed yet while writing them to temporary files of the
         store, in parallel (each takes about as long); returns object id -> temporary file."""
@@ -159,7 +180,7 @@ class ServerAppIoGrid(BaseGrid):
         for message in messages:
             for record in message.content.array_records.values() if message.content else ():
                 for array in record.values():
-                    if array.nbytes > SMALL_OBJECT and array._sha256 is None:
+                    if array.nbytes > SMALL_OBJECT and array._digest is None:
                         fresh.setdefault(id(array), array)
         if not fresh:
             return {}
@@ -257,4 +278,4 @@ class ServerAppIoGrid(BaseGrid):
 
 
 def _hash(array: Array) -> str:
-    return array.sha256  # cached on the Array (hashlib lets go of the GIL meanwhile)
+    return array.digest  # cached on the Array (BLAKE3 lets go of the GIL meanwhile)

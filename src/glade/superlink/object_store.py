@@ -12,7 +12,6 @@ uploaded just before the message referring to it survives.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import mmap
 import os
@@ -23,6 +22,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from glade import digest
 from glade.errors import InvalidArgumentError, LimitExceededError, NotFoundError, SerdeError
 from glade.transport.chunks import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_OBJECT_SIZE
 from glade.transport.object_wire import encode_chunk
@@ -192,7 +192,7 @@ class ObjectStore:
     def put_bytes(self, data: bytes | memoryview) -> str:
         """Store a small object given whole; returns its id."""
         view = memoryview(data).cast("B")
-        object_id = hashlib.sha256(view).hexdigest()
+        object_id = digest.content_id(view)
         self.put_chunks(
             [pb.ObjectChunk(object_id=object_id, offset=0, total_size=len(view), data=bytes(view))]
         )
@@ -352,7 +352,7 @@ class _Writer:
         self._fd = fd
         self._tmp = tmp
         self._ranges: list[list[int]] = []  # sorted, disjoint [start, end)
-        self._hasher = hashlib.sha256()
+        self._hasher = digest.hasher()
         self._hashed = 0
         os.ftruncate(fd, total)
 
@@ -416,18 +416,18 @@ class _Writer:
             raise SerdeError(f"object {self._name} is incomplete: {got} of {self.total} B")
         # chunks that came out of order were not hashed on the way: hash what is on disk
         in_order = self._hashed == self.total
-        digest = self._hasher.hexdigest() if in_order else _hash_file(self._tmp)
-        if self.object_id and digest != self.object_id:
+        actual = self._hasher.hexdigest() if in_order else _hash_file(self._tmp)
+        if self.object_id and actual != self.object_id:
             raise SerdeError(
-                f"object {self.object_id} does not match its bytes (sha256 {digest}): "
+                f"object {self.object_id} does not match its bytes (blake3 {actual}): "
                 "corrupted in transit or a wrong id"
             )
         os.close(self._fd)
         self._fd = -1
-        final = object_path(root, digest)
+        final = object_path(root, actual)
         final.parent.mkdir(exist_ok=True)
         os.replace(self._tmp, final)  # the same bytes, if it was there already
-        return digest
+        return actual
 
     def discard(self) -> None:
         if self._fd >= 0:
@@ -437,7 +437,7 @@ class _Writer:
 
 
 def _hash_file(path: Path) -> str:
-    hasher = hashlib.sha256()
+    hasher = digest.hasher()
     with open(path, "rb", buffering=0) as f:
         while block := f.read(_READ_BLOCK):
             hasher.update(block)

@@ -45,7 +45,9 @@ class BundleCache:
     def app_dir(self, bundle_id: str) -> Path:
         """The folder of the extracted bundle ``bundle_id`` (fetched if not cached)."""
         if not _BUNDLE_ID.fullmatch(bundle_id):
-            raise SerdeError(f"invalid bundle id {bundle_id!r}: expected a hex sha256")
+            raise SerdeError(
+                f"invalid bundle id {bundle_id!r}: expected 64 hex digits (its content id)"
+            )
         target = self._root / f"{bundle_id}-{self._policy.cache_key}"
         if target.is_dir():
             return target

@@ -7,13 +7,13 @@ path of the offending entry, e.g. ``content['arrays']['fc.weight']``.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 import numpy as np
 
+from glade import digest
 from glade.array import Array, dtype_from_name
 from glade.context import UserConfig
 from glade.errors import SerdeError
@@ -58,7 +58,7 @@ def records_to_proto(
 def _arrays_to_proto(record: ArrayRecord, out: pb.ArrayRecord, objects: dict[str, Array]) -> None:
     out.SetInParent()
     for key, array in record.items():
-        object_id = array.sha256  # cached on the Array: a broadcast hashes once
+        object_id = array.digest  # cached on the Array: a broadcast hashes once
         ref = pb.ArrayRef(
             dtype=array.dtype, shape=array.shape, nbytes=array.nbytes, object_id=object_id
         )
@@ -225,15 +225,15 @@ class RecordDecoder:
         self._verify_hash(object_id, view, where)
         array = Array.from_bytes(view, dtype=ref.dtype, shape=shape)
         if object_id in self._verified:
-            array._sha256 = object_id  # verified above: forwarding it needs no re-hash
+            array._digest = object_id  # verified above: forwarding it needs no re-hash
         return array
 
     def _verify_hash(self, object_id: str, data: Array | memoryview, where: str) -> None:
         if not self._verify or object_id in self._verified:
             return
-        digest = data.sha256 if isinstance(data, Array) else hashlib.sha256(data).hexdigest()
-        if digest != object_id:
+        actual = data.digest if isinstance(data, Array) else digest.content_id(data)
+        if actual != object_id:
             raise SerdeError(
-                f"{where}: object {object_id!r} does not match its bytes (sha256 {digest})"
+                f"{where}: object {object_id!r} does not match its bytes (blake3 {actual})"
             )
         self._verified.add(object_id)

@@ -18,7 +18,6 @@ Anything unexpected closes the connection; the node then falls back to the gRPC 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import queue
 import socket
 import ssl
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from glade import digest
 from glade.errors import SerdeError
 from glade.transport.chunks import Allocate, ReceiveBuffer
 
@@ -82,9 +82,9 @@ Sink = Callable[[int, memoryview], None]
 
 def receive_into(sock: socket.socket, total: int, sink: Sink) -> str:
     """Receive ``total`` bytes, hand each block to ``sink(offset, block)`` and return their
-    SHA-256 (hex). Hashing and the sink run in a second thread, one block behind the
+    content id (BLAKE3, hex). Hashing and the sink run in a second thread, one block behind the
     socket, over a few rotating buffers (so memory stays at a few blocks)."""
-    hasher = hashlib.sha256()
+    hasher = digest.hasher()
     free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
     for _ in range(3):
         free.put(bytearray(min(BLOCK, max(total, 1))))
@@ -237,16 +237,16 @@ class BulkClient:
             if buffer is None:
                 buffer = _Private(size)
             try:
-                digest = receive_into(
+                actual = receive_into(
                     sock,
                     size,
                     lambda offset, block: buffer.write(offset, np.frombuffer(block, np.uint8)),
                 )
             finally:
                 buffer.close()
-        if digest != object_id:
+        if actual != object_id:
             raise SerdeError(
-                f"object {object_id} does not match its bytes (sha256 {digest}): "
+                f"object {object_id} does not match its bytes (blake3 {actual}): "
                 "corrupted in transit"
             )
         return buffer.array.data.toreadonly()

@@ -9,7 +9,7 @@ as the contiguous prefix grows, and checks the hash against the object id at the
 >>> import numpy as np
 >>> from glade import Array
 >>> array = Array(np.arange(1000, dtype=np.float32))
->>> assembler = ChunkAssembler(array.sha256)
+>>> assembler = ChunkAssembler(array.digest)
 >>> for chunk in iter_chunks(array, chunk_size=1024):
 ...     _ = assembler.add(chunk)
 >>> assembler.finish_array(dtype="float32", shape=(1000,)) == array
@@ -19,13 +19,13 @@ True
 from __future__ import annotations
 
 import bisect
-import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 import numpy as np
 
+from glade import digest
 from glade.array import Array
 from glade.errors import SerdeError
 from glade.transport.v1 import message_pb2 as pb
@@ -108,7 +108,7 @@ def iter_chunks(
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     view = _flat_view(data)
     if object_id is None:
-        object_id = data.sha256 if isinstance(data, Array) else hashlib.sha256(view).hexdigest()
+        object_id = data.digest if isinstance(data, Array) else digest.content_id(view)
     total = len(view)
     for offset in range(0, max(total, 1), chunk_size):
         yield pb.ObjectChunk(
@@ -158,7 +158,7 @@ class ChunkAssembler:
         self._starts: list[int] = []  # disjoint received ranges [start, end), sorted, merged
         self._ends: list[int] = []
         self._received = 0
-        self._hasher = hashlib.sha256()
+        self._hasher = digest.hasher()
         self._hashed = 0  # bytes of the contiguous prefix already fed to the hasher
 
     @property
@@ -276,10 +276,10 @@ class ChunkAssembler:
         if buffer is None:
             raise SerdeError(f"object {self._object_id} was already finished")
         buffer.close()
-        digest = self._hasher.hexdigest()
-        if digest != self._object_id:
+        actual = self._hasher.hexdigest()
+        if actual != self._object_id:
             raise SerdeError(
-                f"object {self._object_id} does not match its bytes (sha256 {digest}): "
+                f"object {self._object_id} does not match its bytes (blake3 {actual}): "
                 "corrupted in transit"
             )
         return buffer.array.data.toreadonly()

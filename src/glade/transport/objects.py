@@ -174,7 +174,7 @@ def push_unnamed(
     would to verify them anyway) and stores the object under that hash. One SHA-256 pass
     fewer for a sender that has not hashed the object yet (a SuperNode's reply), at the
     price of asking whether the peer has it already. The returned id is trusted: the
-    sender's Arrays can be given it (see :meth:`glade.Array.sha256`).
+    sender's Arrays can be given it (see :meth:`glade.Array.digest`).
     """
     chunks: Iterable[Any]
     if getattr(stub, "raw_chunks", False):
@@ -216,7 +216,7 @@ def upload_unhashed(
     for message in messages:
         for record in message.content.array_records.values() if message.content else ():
             for array in record.values():
-                if array.nbytes <= SMALL_OBJECT or array._sha256 is not None:
+                if array.nbytes <= SMALL_OBJECT or array._digest is not None:
                     continue
                 if id(array) in seen:
                     continue
@@ -227,7 +227,7 @@ def upload_unhashed(
                     object_id = push_unnamed(
                         stub, array, metadata=metadata, chunk_size=chunk_size, timeout=timeout
                     )
-                array._sha256 = object_id  # what the peer computed from these very bytes
+                array._digest = object_id  # what the peer computed from these very bytes
                 uploaded.append(object_id)
     return uploaded
 
