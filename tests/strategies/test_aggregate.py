@@ -222,3 +222,22 @@ def test_metric_custom_weight_key_and_missing_weight() -> None:
     assert weighted_mean_metrics(records, weight_key="w")["loss"] == pytest.approx(3.5)
     with pytest.raises(ValueError, match="num-examples"):
         weighted_mean_metrics(records)
+
+
+@pytest.mark.parametrize("uniform", [True, False])
+def test_threaded_spans_give_bit_for_bit_the_single_thread_result(uniform: bool) -> None:
+    """Large arrays are summed by several threads over spans of elements; tiny spans here
+    make many of them, with a ragged tail, over 3 groups of replies (the running rescale)."""
+    rng = np.random.default_rng(7)
+    replies = [[rng.standard_normal(10_007).astype(np.float32)] for _ in range(5)]
+    weights = [1.0] * 5 if uniform else [1.0, 3.5, 0.25, 2.0, 7.0]
+    pairs = list(zip(replies, weights, strict=True))
+    with mock.patch.multiple(aggregate, _BLOCK_BYTES=256, _GROUP=2, _PARALLEL_ELEMENTS=10**9):
+        single = weighted_average(pairs)[0]
+    with mock.patch.multiple(
+        aggregate, _BLOCK_BYTES=256, _GROUP=2, _PARALLEL_ELEMENTS=1000, _THREADS=4
+    ):
+        assert len(aggregate._spans(10_007, 64)) == 4
+        threaded = weighted_average(pairs)[0]
+    assert threaded.tobytes() == single.tobytes()
+    np.testing.assert_allclose(threaded, reference(replies, weights)[0], rtol=1e-5, atol=1e-6)

@@ -8,7 +8,10 @@ against an obviously-correct reference (``np.average`` over stacked inputs).
 from __future__ import annotations
 
 import math
+import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -30,6 +33,12 @@ NDArray = np.ndarray[Any, Any]
 # stay in L2 while the replies stream through them. Measured best on x86 for float32
 # (64 Ki elements) and float64 (32 Ki elements).
 _BLOCK_BYTES = 256 * 1024
+# Large arrays are summed by several threads, each over its own span of elements (NumPy lets
+# go of the GIL): above this many elements per thread, on up to this many threads.
+_PARALLEL_ELEMENTS = 4 * 1024 * 1024
+_THREADS = max(1, min(4, os.cpu_count() or 1))
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 # Replies taken from the input per pass: the accumulator is read and written once per
 # group, and a lazy input (replies loaded one at a time) never has more than this alive.
 _GROUP = 32
@@ -181,9 +190,50 @@ def _accumulate(xs: list[NDArray], weights: NDArray, acc: NDArray | None, keep: 
     if size * len(flats) <= block * _GROUP // 4:
         return _accumulate_small(flats, w, out, None if fresh else scale)
     uniform = bool(np.all(weights == weights[0]))
-    tmp = np.empty(min(size, block), dtype=acc_dtype)
-    for start in range(0, size, block):
-        stop = min(start + block, size)
+    spans = _spans(size, block)
+    work = [(out, flats, w, scale, fresh, uniform, start, stop, block) for start, stop in spans]
+    if len(work) == 1:
+        _accumulate_span(*work[0])
+    else:
+        # Every element is computed by the same operations in the same order whichever
+        # thread does it: the result does not depend on the split.
+        list(_pool().map(lambda job: _accumulate_span(*job), work))
+    return out
+
+
+def _spans(size: int, block: int) -> list[tuple[int, int]]:
+    """Split ``size`` elements into one span per thread (whole blocks each); one span for
+    arrays below :data:`_PARALLEL_ELEMENTS` or on one core."""
+    threads = min(_THREADS, max(1, size // _PARALLEL_ELEMENTS))
+    if threads <= 1:
+        return [(0, size)]
+    step = -(-size // threads // block) * block
+    return [(start, min(start + step, size)) for start in range(0, size, step)]
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(_THREADS, thread_name_prefix="glade-aggregate")
+        return _POOL
+
+
+def _accumulate_span(
+    out: NDArray,
+    flats: list[NDArray],
+    w: NDArray,
+    scale: NDArray,
+    fresh: bool,
+    uniform: bool,
+    begin: int,
+    end: int,
+    block: int,
+) -> None:
+    """The block loop of :func:`_accumulate` over elements ``[begin, end)``."""
+    tmp = np.empty(min(end - begin, block), dtype=out.dtype)
+    for start in range(begin, end, block):
+        stop = min(start + block, end)
         a, t = out[start:stop], tmp[: stop - start]
         if not fresh:
             np.multiply(a, scale, out=a)
@@ -192,19 +242,18 @@ def _accumulate(xs: list[NDArray], weights: NDArray, acc: NDArray | None, keep: 
             s = a if fresh else t
             np.copyto(s, flats[0][start:stop], casting="unsafe")
             for x in flats[1:]:
-                np.add(s, x[start:stop], out=s, dtype=acc_dtype)
+                np.add(s, x[start:stop], out=s, dtype=out.dtype)
             np.multiply(s, w[0], out=s)
             if not fresh:
                 np.add(a, s, out=a)
             continue
         rest = 0
         if fresh:
-            np.multiply(flats[0][start:stop], w[0], out=a, dtype=acc_dtype)
+            np.multiply(flats[0][start:stop], w[0], out=a, dtype=out.dtype)
             rest = 1
         for x, wi in zip(flats[rest:], w[rest:], strict=True):
-            np.multiply(x[start:stop], wi, out=t, dtype=acc_dtype)
+            np.multiply(x[start:stop], wi, out=t, dtype=out.dtype)
             np.add(a, t, out=a)
-    return out
 
 
 def _accumulate_small(
