@@ -131,3 +131,11 @@ def test_torch_state_dict_round_trip():
     bf = Array.from_torch(torch.ones(2, dtype=torch.bfloat16))
     assert bf.dtype == "bfloat16"
     assert bf.torch().dtype == torch.bfloat16
+
+
+def test_sha256_is_deprecated_and_still_the_sha256_of_the_bytes() -> None:
+    import hashlib
+
+    a = Array(np.arange(5, dtype=np.int64))
+    with pytest.warns(DeprecationWarning, match="Array.digest"):
+        assert a.sha256 == hashlib.sha256(a.memoryview()).hexdigest() != a.digest

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import warnings
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -151,6 +153,17 @@ class Array:
         if self._digest is None:
             self._digest = content_id(self.memoryview())
         return self._digest
+
+    @property
+    def sha256(self) -> str:
+        """Deprecated: hex SHA-256 of the bytes. Content addresses are :attr:`digest` (BLAKE3)."""
+        warnings.warn(
+            "Array.sha256 is deprecated: an Array's content address is now Array.digest "
+            "(BLAKE3); use hashlib.sha256(array.memoryview()) if you need SHA-256",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return hashlib.sha256(self.memoryview()).hexdigest()
 
     def _rebind(self, buffer: memoryview) -> None:
         """Point this Array at ``buffer``, another copy of the very same bytes (e.g. a memory
