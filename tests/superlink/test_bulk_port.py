@@ -288,3 +288,23 @@ def test_under_mutual_tls_the_bulk_port_wants_a_client_certificate(tmp_path: Pat
     finally:
         conn.close()
         link.stop(grace=0.5)
+
+
+def test_receive_hashed_fills_the_target_and_hashes_it_and_a_short_stream_fails() -> None:
+    import socket as socket_module
+
+    from glade.transport.bulk import BLOCK, BulkError, receive_hashed
+
+    data = np.random.default_rng(3).integers(0, 256, 2 * BLOCK + 12_345, dtype=np.uint8)
+    left, right = socket_module.socketpair()
+    with left, right:
+        sender = threading.Thread(target=lambda: left.sendall(data.tobytes()))
+        sender.start()
+        target = np.zeros(data.size, dtype=np.uint8)
+        assert receive_hashed(right, target.data) == content_id(data.tobytes())
+        sender.join()
+        np.testing.assert_array_equal(target, data)
+        left.sendall(b"x" * 100)
+        left.shutdown(socket_module.SHUT_WR)
+        with pytest.raises(BulkError, match="closed the connection at 100 of 200"):
+            receive_hashed(right, np.zeros(200, dtype=np.uint8).data)

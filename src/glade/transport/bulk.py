@@ -42,6 +42,7 @@ __all__ = [
     "BulkError",
     "Ticket",
     "client_context",
+    "receive_hashed",
     "receive_into",
     "recv_exact",
 ]
@@ -125,6 +126,39 @@ def receive_into(sock: socket.socket, total: int, sink: Sink) -> str:
         worker.join()
     if failure:
         raise failure[0]
+    return hasher.hexdigest()
+
+
+def receive_hashed(sock: socket.socket, target: memoryview) -> str:
+    """Receive ``len(target)`` bytes straight into ``target`` (e.g. shared memory: no
+    intermediate buffer) and return their content id. A second thread hashes each block as
+    soon as it is complete, one block behind the socket."""
+    view = target.cast("B") if target.format != "B" or target.ndim != 1 else target
+    total = view.nbytes
+    hasher = digest.hasher()
+    done: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
+
+    def consume() -> None:
+        while (span := done.get()) is not None:
+            hasher.update(view[span[0] : span[1]])
+
+    worker = threading.Thread(target=consume, name="glade-bulk-hash", daemon=True)
+    worker.start()
+    try:
+        pos = 0
+        while pos < total:
+            end = min(pos + BLOCK, total)
+            got = pos
+            while got < end:
+                n = sock.recv_into(view[got:end])
+                if not n:
+                    raise BulkError(f"the peer closed the connection at {got} of {total} B")
+                got += n
+            done.put((pos, end))
+            pos = end
+    finally:
+        done.put(None)
+        worker.join()
     return hasher.hexdigest()
 
 
@@ -237,11 +271,7 @@ class BulkClient:
             if buffer is None:
                 buffer = _Private(size)
             try:
-                actual = receive_into(
-                    sock,
-                    size,
-                    lambda offset, block: buffer.write(offset, np.frombuffer(block, np.uint8)),
-                )
+                actual = receive_hashed(sock, buffer.array.data)
             finally:
                 buffer.close()
         if actual != object_id:
