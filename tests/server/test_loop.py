@@ -260,3 +260,50 @@ def test_waits_until_enough_nodes_are_connected() -> None:
     grid = Growing()
     assert wait_for_nodes(grid, 3, timeout=5.0) == [1, 2, 3]
     assert grid.calls == 3
+
+
+def test_a_stage_is_configured_with_the_node_list_its_wait_fetched() -> None:
+    grid = make_grid(shifting_app(), 3)
+    calls: list[list[int]] = []
+    real = grid.get_node_ids
+
+    def counted() -> list[int]:
+        calls.append(real())
+        return calls[-1]
+
+    grid.get_node_ids = counted  # type: ignore[method-assign]
+    result = fedavg(fraction_evaluate=0.0).start(
+        grid, initial_arrays=ArrayRecord(INITIAL), num_rounds=2, train_config={"lr": 0.1}
+    )
+    assert result.history.replies["train"] == {1: 3, 2: 3}
+    # per round: the wait for nodes, then the push's check; the strategy's sampling reused
+    # the wait's list instead of asking a third time
+    assert len(calls) == 2 * 2
+
+
+def test_each_reply_is_checked_as_it_arrives_before_the_next_is_awaited() -> None:
+    grid = make_grid(shifting_app(), 3)
+    events: list[str] = []
+    real_pull = grid.pull_messages
+
+    def one_at_a_time(message_ids: Any, *, timeout: float = 0.0) -> list[Message]:
+        replies = real_pull(message_ids, timeout=timeout)
+        grid.deliver(replies[1:])  # the others "arrive" for the next pull
+        events.append(f"pull {len(replies[:1])}")
+        return replies[:1]
+
+    grid.pull_messages = one_at_a_time  # type: ignore[method-assign]
+
+    class Recording(FedAvg):
+        def check_reply(self, server_round: int, reply: Message, **kwargs: Any) -> str | None:
+            events.append(f"check {reply.metadata.src_node_id}")
+            return super().check_reply(server_round, reply, **kwargs)
+
+    result = Recording(fraction_evaluate=0.0, min_available_nodes=3).start(
+        grid, initial_arrays=ArrayRecord(INITIAL), num_rounds=1, train_config={"lr": 0.1}
+    )
+    assert result.history.replies["train"] == {1: 3}
+    checks = [i for i, e in enumerate(events) if e.startswith("check")]
+    pulls = [i for i, e in enumerate(events) if e == "pull 1"]
+    assert len(checks) == 3 and len(pulls) == 3
+    assert checks[0] < pulls[1] and checks[1] < pulls[2]  # checked before the next wait

@@ -16,7 +16,9 @@ from glade import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Recor
 from glade.digest import content_id
 from glade.errors import AccessDeniedError, InvalidStateError, TransportError
 from glade.message import ErrorCode
+from glade.server.events import History
 from glade.superlink import SuperLink
+from glade.superlink.convert import event_to_proto
 from glade.superlink.grid import ServerAppIoGrid
 from glade.superlink.state import RunInfo, RunStatus, SubStatus
 from glade.transport.codec import message_to_proto
@@ -98,6 +100,7 @@ def test_report_builds_the_run_history(link: SuperLink, grid: ServerAppIoGrid) -
             num_replies=3,
         )
     )
+    grid.flush_reports(timeout=10)  # reports travel in the background, in order
     stored = json.loads(link.state.get_run(grid.run_id).history_json)
     assert stored["metrics"] == {"train": {"1": {"loss": 0.25, "acc": [1, 2]}}}
     assert stored == grid.history.to_dict()
@@ -286,5 +289,75 @@ def test_a_local_push_leaves_the_model_as_a_map_of_the_store_not_private_memory(
             assert w.digest == content_id(view.tobytes())
             assert small.numpy().flags.writeable is False  # small arrays stay as they were
             grid.close()
+    finally:
+        node.close()
+
+
+def test_one_report_event_request_carries_several_events_in_order(link: SuperLink) -> None:
+    run_id = _running_run(link)
+    events = [
+        RunEvent(kind="round-started", server_round=1, num_rounds=1),
+        RunEvent(kind="stage-finished", stage="train", server_round=1, metrics={"loss": 0.5}),
+        RunEvent(kind="round-finished", server_round=1, num_rounds=1, elapsed_s=0.1),
+    ]
+    protos = [event_to_proto(e) for e in events]
+    with channel(link.addresses["serverappio"]) as chan:
+        stub = serverappio_pb2_grpc.ServerAppIoStub(chan)
+        stub.ReportEvent(
+            spb.ReportEventRequest(
+                run_id=run_id, token=TOKEN, event=protos[0], more_events=protos[1:]
+            )
+        )
+        too_many = [protos[0]] * 1001
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ReportEvent(
+                spb.ReportEventRequest(
+                    run_id=run_id, token=TOKEN, event=protos[0], more_events=too_many
+                )
+            )
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    expected = History()
+    for event in events:
+        expected.add(event)
+    assert json.loads(link.state.get_run(run_id).history_json) == expected.to_dict()
+
+
+def test_grid_reports_in_the_background_and_close_sends_the_rest(link: SuperLink) -> None:
+    run_id = _running_run(link)
+    with channel(link.addresses["serverappio"]) as chan:
+        grid = ServerAppIoGrid(chan, run_id=run_id, token=TOKEN)
+        for rnd in range(1, 21):
+            grid.report(RunEvent(kind="round-started", server_round=rnd, num_rounds=20))
+        grid.close()  # waits for the reports not sent yet
+    stored = json.loads(link.state.get_run(run_id).history_json)
+    assert stored == grid.history.to_dict()
+
+
+def test_a_push_checks_its_nodes_against_the_list_just_fetched(
+    link: SuperLink, grid: ServerAppIoGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    call = grid._call
+
+    def counting(method: str, request: object, **kwargs: object) -> object:
+        calls.append(method)
+        return call(method, request, **kwargs)
+
+    monkeypatch.setattr(grid, "_call", counting)
+    node = FakeNode(link.addresses["fleet"]).serve()
+    try:
+        nodes = grid.get_node_ids()
+        assert nodes == [node.node_id]
+        (reply,) = grid.send_and_receive(_train(nodes, 4), timeout=20)
+        assert reply.has_content
+        assert calls.count("GetNodes") == 1  # the push trusted the list fetched just before
+        # a destination not in that list: the push asks again (and refuses it)
+        with pytest.raises(ValueError, match="not part of this run"):
+            grid.push_messages(_train([4242], 4))
+        assert calls.count("GetNodes") == 2
+        # a list older than _NODES_FRESH_S: asked again too
+        monkeypatch.setattr("glade.superlink.grid._NODES_FRESH_S", 0.0)
+        grid.push_messages(_train(nodes, 4))
+        assert calls.count("GetNodes") == 3
     finally:
         node.close()

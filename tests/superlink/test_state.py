@@ -340,3 +340,48 @@ def test_users_keys_and_audit_survive_reopen(tmp_path: Path) -> None:
     assert [k.name for k in second.list_node_keys()] == ["n"]
     assert [e.action for e in second.list_audit()] == ["user.add"]
     second.close()
+
+
+def test_instructions_stored_leased_and_leases_released_one_by_one(state: State) -> None:
+    run = state.create_run(_run(status=RunStatus.RUNNING))
+    state.add_instructions(
+        [_msg("m1", run_id=run, dst=5), _msg("m2", run_id=run, dst=5)],
+        leased_until={"m1": 1010.0},
+    )
+
+    def lease(now: float) -> list[str]:
+        return [m.message_id for m in state.lease_instructions(5, now=now, lease_s=20, limit=9)]
+
+    # m1 was handed out as it was stored: only m2 is offered until m1's lease ends
+    assert lease(1001.0) == ["m2"]
+    assert lease(1005.0) == []
+    assert lease(1010.0) == ["m1"]
+    # releasing some leases leaves the others
+    assert state.release_leases(5, ["m2"]) == 1
+    assert state.release_leases(5, ["m2", "nope"]) == 0  # not leased any more
+    assert lease(1011.0) == ["m2"]
+    assert state.release_leases(5) == 2
+
+
+def test_checkpoint_moves_the_log_into_the_database_file_off_the_request_path(
+    tmp_path: Path,
+) -> None:
+    db = SqliteState(tmp_path / "state.db")
+    try:
+        run = db.create_run(_run(status=RunStatus.RUNNING))
+        db.add_instructions([_msg(f"m{i}", run_id=run, dst=5) for i in range(50)])
+        # commits do not checkpoint by themselves until the log is large
+        (pages,) = db._db.execute("PRAGMA wal_autocheckpoint").fetchone()
+        assert pages >= 10_000
+        db.checkpoint()
+        # the database file alone (no log beside it) now has the instructions
+        alone = tmp_path / "copy.db"
+        alone.write_bytes((tmp_path / "state.db").read_bytes())
+        with sqlite3.connect(alone) as copy:
+            (count,) = copy.execute("SELECT COUNT(*) FROM messages").fetchone()
+        assert count == 50
+    finally:
+        db.close()
+    memory = SqliteState(":memory:")
+    memory.checkpoint()  # nothing to do, no error
+    memory.close()

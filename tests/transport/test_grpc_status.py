@@ -207,3 +207,21 @@ def test_addresses_tls_seam_and_taken_ports() -> None:
         bind(other, f"127.0.0.1:{port}")
     server.stop(None)
     other.stop(None)
+
+
+def test_the_interceptor_wraps_a_method_once_while_its_handler_stays_the_same() -> None:
+    class Details:
+        method = "/glade.v1.Fleet/Heartbeat"
+        invocation_metadata = ()
+
+    def behavior(request: bytes, context: object) -> bytes:
+        return request
+
+    first = grpc.unary_unary_rpc_method_handler(behavior)
+    interceptor = StatusInterceptor()
+    wrapped = interceptor.intercept_service(lambda d: first, Details)
+    assert interceptor.intercept_service(lambda d: first, Details) is wrapped
+    other = grpc.unary_unary_rpc_method_handler(behavior)  # e.g. an inner interceptor's new one
+    rewrapped = interceptor.intercept_service(lambda d: other, Details)
+    assert rewrapped is not wrapped
+    assert rewrapped.unary_unary(b"x", None) == b"x"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
 from glade.message import Message
 from glade.server.events import RunEvent
 
-__all__ = ["BaseGrid", "Grid"]
+__all__ = ["BaseGrid", "Grid", "collect_replies"]
 
 
 @runtime_checkable
@@ -69,7 +69,7 @@ class BaseGrid(ABC):
 
     def push_messages(self, messages: Iterable[Message]) -> list[str]:
         stamped = [self._stamp(m) for m in messages]
-        known = set(self.get_node_ids())
+        known = self._known_nodes({m.metadata.dst_node_id for m in stamped})
         for m in stamped:
             if m.metadata.dst_node_id not in known:
                 raise ValueError(
@@ -80,6 +80,11 @@ class BaseGrid(ABC):
         self._push(stamped)
         return [m.metadata.message_id for m in stamped]
 
+    def _known_nodes(self, wanted: set[int]) -> set[int]:
+        """Nodes a push may address (``wanted``: its destinations); a Grid whose
+        :meth:`get_node_ids` is a round trip may answer from a list it fetched just before."""
+        return set(self.get_node_ids())
+
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> list[Message]:
@@ -87,18 +92,7 @@ class BaseGrid(ABC):
 
         Returns the replies that arrived in time (possibly fewer than sent).
         """
-        pending = set(self.push_messages(messages))
-        deadline = None if timeout is None else time.monotonic() + timeout
-        replies: list[Message] = []
-        while pending:
-            wait = 3600.0 if deadline is None else deadline - time.monotonic()
-            if wait <= 0:
-                break
-            for reply in self.pull_messages(pending, timeout=wait):
-                if reply.metadata.reply_to_message_id in pending:
-                    pending.discard(reply.metadata.reply_to_message_id)
-                    replies.append(reply)
-        return replies
+        return collect_replies(self, self.push_messages(messages), timeout=timeout)
 
     def _stamp(self, message: Message) -> Message:
         if not isinstance(message, Message):
@@ -107,3 +101,32 @@ class BaseGrid(ABC):
         if md.reply_to_message_id:
             raise ValueError("Grid.push_messages sends instructions, not replies")
         return message.with_metadata(run_id=self._run_id, src_node_id=0, created_at=time.time())
+
+
+def collect_replies(
+    grid: Grid,
+    message_ids: Iterable[str],
+    *,
+    timeout: float | None = None,
+    on_reply: Callable[[Message], object] | None = None,
+) -> list[Message]:
+    """Wait for the replies to ``message_ids`` (pushed already), up to ``timeout`` seconds.
+
+    ``on_reply`` is called with each reply as soon as it arrives, in this thread, before
+    waiting for the next: e.g. to check a reply's arrays while the others are still on
+    their way. Returns the replies that arrived in time, in arrival order.
+    """
+    pending = set(message_ids)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    replies: list[Message] = []
+    while pending:
+        wait = 3600.0 if deadline is None else deadline - time.monotonic()
+        if wait <= 0:
+            break
+        for reply in grid.pull_messages(pending, timeout=wait):
+            if reply.metadata.reply_to_message_id in pending:
+                pending.discard(reply.metadata.reply_to_message_id)
+                replies.append(reply)
+                if on_reply is not None:
+                    on_reply(reply)
+    return replies

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeAlias
 
 from glade.errors import ConfigError, NotEnoughNodesError
@@ -19,7 +19,7 @@ from glade.keys import SERVER_ROUND
 from glade.message import Message, MessageType
 from glade.records import ArrayRecord, ConfigRecord, MetricRecord
 from glade.server.events import History, RunEvent
-from glade.server.grid import Grid
+from glade.server.grid import Grid, collect_replies
 
 __all__ = [
     "CENTRALIZED",
@@ -92,6 +92,42 @@ def wait_for_nodes(grid: Grid, min_nodes: int, *, timeout: float) -> list[int]:
             logged = True
         time.sleep(min(delay, remaining))
         delay = min(delay * 2, 1.0)
+
+
+class _FetchedNodes:
+    """``grid`` whose first :meth:`get_node_ids` returns ``node_ids``, fetched a moment ago
+    (a strategy's configure step reads the node list the loop's wait has just fetched:
+    over a SuperLink, that is one round trip less per stage). Everything else is ``grid``'s.
+    """
+
+    def __init__(self, grid: Grid, node_ids: list[int]) -> None:
+        self._grid = grid
+        self._node_ids: list[int] | None = list(node_ids)
+
+    @property
+    def run_id(self) -> int:
+        return self._grid.run_id
+
+    def get_node_ids(self) -> list[int]:
+        node_ids, self._node_ids = self._node_ids, None
+        return node_ids if node_ids is not None else self._grid.get_node_ids()
+
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        return self._grid.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str], *, timeout: float = 0.0) -> list[Message]:
+        return self._grid.pull_messages(message_ids, timeout=timeout)
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> list[Message]:
+        return self._grid.send_and_receive(messages, timeout=timeout)
+
+    def report(self, event: RunEvent) -> None:
+        self._grid.report(event)
+
+    def __getattr__(self, name: str) -> Any:  # what a Grid has beyond the protocol
+        return getattr(self._grid, name)
 
 
 def _config(value: ConfigRecord | Mapping[str, Any] | None, name: str) -> ConfigRecord:
@@ -203,9 +239,9 @@ class RoundLoop:
     # -- stages ----------------------------------------------------------------------------
     def _train(self, server_round: int, arrays: ArrayRecord) -> ArrayRecord:
         started = time.monotonic()
-        self._wait(MessageType.TRAIN)
+        grid = self._wait(MessageType.TRAIN)
         messages = self._policy.configure_train(
-            server_round, arrays, self._train_config.copy(), self._grid
+            server_round, arrays, self._train_config.copy(), grid
         )
         if not messages:
             logger.warning("round %d: the strategy sent no train instructions", server_round)
@@ -234,9 +270,9 @@ class RoundLoop:
 
     def _evaluate(self, server_round: int, arrays: ArrayRecord) -> None:
         started = time.monotonic()
-        self._wait(MessageType.EVALUATE)
+        grid = self._wait(MessageType.EVALUATE)
         messages = self._policy.configure_evaluate(
-            server_round, arrays, self._evaluate_config.copy(), self._grid
+            server_round, arrays, self._evaluate_config.copy(), grid
         )
         if not messages:
             return  # federated evaluation is off (e.g. fraction_evaluate=0)
@@ -268,24 +304,36 @@ class RoundLoop:
         )
 
     # -- helpers ---------------------------------------------------------------------------
-    def _wait(self, stage: str) -> None:
+    def _wait(self, stage: str) -> Grid:
+        """Wait for the stage's nodes; returns the Grid to configure the stage with (its
+        first ``get_node_ids()`` answers with the list the wait just fetched)."""
         required = self._policy.required_nodes(stage)
-        if required > 0:
-            wait_for_nodes(self._grid, required, timeout=self._node_wait_timeout)
+        if required <= 0:
+            return self._grid
+        node_ids = wait_for_nodes(self._grid, required, timeout=self._node_wait_timeout)
+        return _FetchedNodes(self._grid, node_ids)
 
     def _exchange(
         self, stage: str, server_round: int, messages: list[Message], arrays: ArrayRecord
     ) -> tuple[list[Message], int]:
-        """Send, then split the replies: (valid replies sorted by node id, failure count)."""
-        replies = self._grid.send_and_receive(messages, timeout=self._timeout)
+        """Send, then split the replies: (valid replies sorted by node id, failure count).
+
+        Each reply is checked as it arrives (e.g. its arrays for NaN), while the others are
+        still on their way."""
+        checked: dict[int, str | None] = {}
+
+        def check(reply: Message) -> None:
+            checked[id(reply)] = self._policy.check_reply(
+                server_round, reply, stage=stage, arrays=arrays
+            )
+
+        ids = self._grid.push_messages(messages)
+        replies = collect_replies(self._grid, ids, timeout=self._timeout, on_reply=check)
         valid: list[Message] = []
         seen: set[int] = set()
         for reply in sorted(replies, key=lambda m: m.metadata.src_node_id):
             node = reply.metadata.src_node_id
-            if node in seen:
-                reason: str | None = "a second reply from the same node"
-            else:
-                reason = self._policy.check_reply(server_round, reply, stage=stage, arrays=arrays)
+            reason = "a second reply from the same node" if node in seen else checked[id(reply)]
             seen.add(node)
             if reason is None:
                 valid.append(reply)

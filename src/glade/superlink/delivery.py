@@ -8,6 +8,17 @@
 - Instructions past their TTL, and those of nodes that went offline or left, are answered
   by the SuperLink with an error reply (``REPLY_TIMEOUT`` / ``NODE_UNAVAILABLE``), so a
   strategy does not wait for its full timeout.
+- Small objects (arrays of at most ``SMALL_OBJECT`` bytes, sent inline) are validated
+  against the verified bytes the request carried, and a bounded cache of their bytes serves
+  the batches that hand them out again (a model broadcast to N nodes is read once, not N
+  times). Objects are content-addressed, so a cached copy is never stale.
+- A content (the encoded records) found valid is not decoded again: not for the other
+  messages of a broadcast, nor in later requests when they carry all its objects inline
+  (ten nodes' equal replies). Validity depends only on those bytes and on the objects'
+  bytes, which their ids fix.
+- Instructions for a node whose pull is waiting are leased to that pull as they are
+  stored, in the same transaction, and handed to it: the waiting pulls a broadcast wakes
+  do not each lease from the database again.
 - Waiting is a long-poll on a :class:`~glade.superlink.notify.Notifier` topic, never a
   fixed sleep: ``("node", id)`` wakes a node's pull, ``("run", id)`` a ServerApp's pull.
   A waiting pull holds a server thread: beyond ``max_waiting`` node pulls waiting at once,
@@ -17,7 +28,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import logging
 import re
 import threading
@@ -25,6 +36,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
+from glade import digest
 from glade.errors import (
     AccessDeniedError,
     InvalidArgumentError,
@@ -47,6 +59,9 @@ logger = logging.getLogger(__name__)
 
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}")
 _RECHECK_S = 1.0  # a waiting poll re-reads the state this often (lease expiry has no event)
+_SMALL_CACHE_BYTES = 16 * 1024 * 1024  # bytes of small objects kept for the batches
+_VALID_CONTENTS = 1024  # encoded contents remembered as valid (each at most _CONTENT_BYTES)
+_CONTENT_BYTES = 8 * 1024
 
 
 def node_topic(node_id: int) -> tuple[str, int]:
@@ -57,12 +72,63 @@ def run_topic(run_id: int) -> tuple[str, int]:
     return ("run", run_id)
 
 
-class _StoredObjects(Mapping[str, memoryview]):
-    """The object store as the codec's object mapping (memory-mapped, loaded lazily)."""
+class _SmallObjects:
+    """The bytes of recently seen small objects, least recently used first out (thread-safe).
 
-    def __init__(self, store: ObjectStore) -> None:
+    Only bytes verified against their id go in; objects are content-addressed, so an entry
+    is right for as long as it stays, even after the object store let the object go.
+    """
+
+    def __init__(self, max_bytes: int = _SMALL_CACHE_BYTES) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._items: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, object_id: str) -> bytes | None:
+        with self._lock:
+            data = self._items.get(object_id)
+            if data is not None:
+                self._items.move_to_end(object_id)
+            return data
+
+    def put(self, object_id: str, data: bytes) -> None:
+        if len(data) > SMALL_OBJECT:
+            return
+        with self._lock:
+            if object_id in self._items:
+                self._items.move_to_end(object_id)
+                return
+            self._items[object_id] = data
+            self._bytes += len(data)
+            while self._bytes > self._max_bytes:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= len(dropped)
+
+
+class _Waiter:
+    """A node's pull that waits: instructions stored meanwhile may be handed to it."""
+
+    __slots__ = ("handed", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.handed: list[StoredMessage] = []
+
+
+class _StoredObjects(Mapping[str, memoryview]):
+    """The object store as the codec's object mapping (memory-mapped, loaded lazily).
+
+    ``verified``: bytes of objects the request carried, checked against their ids and
+    stored by now, used instead of mapping the store's file.
+    """
+
+    def __init__(self, store: ObjectStore, verified: Mapping[str, bytes] | None = None) -> None:
         self._store = store
-        self._cache: dict[str, memoryview] = {}
+        self._cache: dict[str, memoryview] = {
+            object_id: memoryview(data) for object_id, data in (verified or {}).items()
+        }
+        self.verified = frozenset(self._cache)
 
     def __getitem__(self, object_id: str) -> memoryview:
         if object_id not in self._cache:
@@ -112,18 +178,64 @@ class Delivery:
         self._waiting = 0
         self._waiting_lock = threading.Lock()
         self._clock = clock
+        self._small = _SmallObjects()
+        self._waiters: dict[int, list[_Waiter]] = {}  # node -> its pulls that wait
+        self._waiters_lock = threading.Lock()
+        self._valid: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        self._valid_lock = threading.Lock()
+
+    # -- small objects sent inline ---------------------------------------------------------
+    def _put_inline(self, chunks: Sequence[pb.ObjectChunk]) -> dict[str, bytes]:
+        """Store the objects a request sent whole; returns the bytes of those that match
+        their id (all of them, unless the store had an object already and the request
+        sent other bytes under its id: the store's copy is the one that counts)."""
+        self._store.put_inline(chunks, limit=SMALL_OBJECT)
+        verified: dict[str, bytes] = {}
+        for chunk in chunks:
+            object_id = chunk.object_id
+            if object_id in verified:
+                continue
+            data = chunk.data
+            if self._small.get(object_id) == data or digest.content_id(data) == object_id:
+                verified[object_id] = data
+                self._small.put(object_id, data)
+        return verified
+
+    def _small_bytes(self, object_id: str) -> bytes:
+        """A small object's bytes, from the cache or the store (NotFoundError if gone)."""
+        data = self._small.get(object_id)
+        if data is None:
+            data = self._store.read_bytes(object_id)
+            if digest.content_id(data) != object_id:  # never cache what does not match
+                return data
+            self._small.put(object_id, data)
+        return data
 
     # -- validation ------------------------------------------------------------------------
-    def _validate(self, proto: pb.Message, objects: _StoredObjects) -> StoredMessage:
+    def _validate(
+        self, proto: pb.Message, objects: _StoredObjects, checked: set[bytes]
+    ) -> StoredMessage:
+        """``checked``: the encoded contents found valid in this request (a broadcast
+        repeats one content: it is decoded once, the other messages' metadata alone)."""
         if not proto.HasField("metadata"):
             raise InvalidArgumentError("a message has no metadata")
         md = proto.metadata
         if not _MESSAGE_ID.fullmatch(md.message_id):
             raise InvalidArgumentError(f"invalid message id {md.message_id!r}")
+        content = b""
+        if proto.WhichOneof("body") == "content":
+            content = proto.content.SerializeToString(deterministic=True)
+        refs = _array_refs(proto)
         try:
-            message_from_proto(proto, objects)  # the full structure, arrays against the store
+            if content and self._known_valid(content, refs, objects, checked):
+                message_from_proto(pb.Message(metadata=md, content=pb.RecordDict()), {})
+            else:  # the full structure, arrays against the store
+                message_from_proto(proto, objects)
         except SerdeError as exc:
             raise SerdeError(f"message {md.message_id}: {exc}") from None
+        if content:
+            checked.add(content)
+            self._remember_valid(content)
         return StoredMessage(
             message_id=md.message_id,
             run_id=md.run_id,
@@ -133,8 +245,36 @@ class Delivery:
             created_at=md.created_at,
             ttl=md.ttl,
             payload=proto.SerializeToString(),
-            objects=_array_refs(proto),
+            objects=refs,
         )
+
+    def _known_valid(
+        self,
+        content: bytes,
+        refs: tuple[tuple[str, int], ...],
+        objects: _StoredObjects,
+        checked: set[bytes],
+    ) -> bool:
+        """Whether ``content`` was found valid: in this request, or in an earlier one and
+        this request carried (and stored) every object it refers to."""
+        if content in checked:
+            return True
+        if not all(object_id in objects.verified for object_id, _ in refs):
+            return False  # decode against the store: it says whether they are still there
+        with self._valid_lock:
+            if content in self._valid:
+                self._valid.move_to_end(content)
+                return True
+        return False
+
+    def _remember_valid(self, content: bytes) -> None:
+        if len(content) > _CONTENT_BYTES:
+            return
+        with self._valid_lock:
+            self._valid[content] = None
+            self._valid.move_to_end(content)
+            while len(self._valid) > _VALID_CONTENTS:
+                self._valid.popitem(last=False)
 
     # -- the ServerApp side ----------------------------------------------------------------
     def push_instructions(
@@ -144,9 +284,9 @@ class Delivery:
         run = self._state.get_run(run_id)
         if run is None or run.status != RunStatus.RUNNING:
             raise InvalidStateError(f"run {run_id} is not running; it cannot send messages")
-        self._store.put_inline(inline, limit=SMALL_OBJECT)
-        objects = _StoredObjects(self._store)
-        messages = [self._validate(p, objects) for p in protos]
+        objects = _StoredObjects(self._store, self._put_inline(inline))
+        checked: set[bytes] = set()
+        messages = [self._validate(p, objects, checked) for p in protos]
         offline: list[StoredMessage] = []
         for m in messages:
             if m.run_id != run_id or m.src_node_id != 0 or m.reply_to:
@@ -159,14 +299,31 @@ class Delivery:
                 raise NotFoundError(f"message {m.message_id}: unknown node {m.dst_node_id}")
             if not node.online:
                 offline.append(m)
-        try:
-            self._state.add_instructions(messages)
-        except ValueError as exc:
-            raise InvalidArgumentError(str(exc)) from None
+        self._store_instructions(messages, skip={m.message_id for m in offline})
         if offline:
             self._answer_with_errors(offline, ErrorCode.NODE_UNAVAILABLE, "the node is offline")
         self._notifier.notify(*{node_topic(m.dst_node_id) for m in messages})
         return [m.message_id for m in messages]
+
+    def _store_instructions(self, messages: Sequence[StoredMessage], *, skip: set[str]) -> None:
+        """Store ``messages``, leasing those of nodes with a waiting pull to that pull (not
+        those of ``skip``: they get an error reply)."""
+        now = self._clock()
+        with self._waiters_lock:  # no pull starts or stops waiting until they are handed
+            handed: dict[_Waiter, list[StoredMessage]] = {}
+            for m in messages:
+                if m.message_id in skip or m.expires_at <= now:
+                    continue
+                waiter = next(iter(self._waiters.get(m.dst_node_id, ())), None)
+                if waiter is not None and len(handed.get(waiter, ())) < waiter.limit:
+                    handed.setdefault(waiter, []).append(m)
+            leases = {m.message_id: now + self._lease_s for ms in handed.values() for m in ms}
+            try:
+                self._state.add_instructions(messages, leased_until=leases)
+            except ValueError as exc:
+                raise InvalidArgumentError(str(exc)) from None
+            for waiter, given in handed.items():
+                waiter.handed.extend(given)
 
     def pull_replies(
         self, run_id: int, message_ids: Sequence[str], *, wait_s: float
@@ -209,27 +366,52 @@ class Delivery:
         deadline = time.monotonic() + min(max(wait_s, 0.0), self._max_wait_s)
         topic = node_topic(node_id)
         limit = max(1, min(limit or 100, 1000))
-        waiting = False
+        waiter: _Waiter | None = None
+        leased: list[StoredMessage] = []
+        done = False
         try:
             while True:
-                if not active():
-                    return []
+                if not active() or (waiter is not None and waiter.handed):
+                    break  # handed instructions are taken below
                 version = self._notifier.version(topic)
                 leased = self._state.lease_instructions(
                     node_id, now=self._clock(), lease_s=self._lease_s, limit=limit
                 )
                 remaining = deadline - time.monotonic()
                 if leased or remaining <= 0 or self._notifier.closed:
-                    return leased
-                if not waiting:
-                    waiting = self._start_waiting()
-                    if not waiting:  # every thread that may wait does: answer now
-                        return leased
+                    break
+                if waiter is None:
+                    if not self._start_waiting():  # every thread that may wait does: answer now
+                        break
+                    waiter = self._add_waiter(node_id, limit)
                 self._notifier.wait(topic, version, timeout=min(remaining, _RECHECK_S))
+            done = True
         finally:
-            if waiting:
+            if waiter is not None:
+                handed = self._remove_waiter(node_id, waiter)
                 with self._waiting_lock:
                     self._waiting -= 1
+                room = max(0, limit - len(leased)) if done and active() else 0
+                if handed[room:]:  # not wanted (the poll is gone): offered at the next pull
+                    self._state.release_leases(node_id, [m.message_id for m in handed[room:]])
+                leased = leased + handed[:room]
+        return leased
+
+    def _add_waiter(self, node_id: int, limit: int) -> _Waiter:
+        waiter = _Waiter(limit)
+        with self._waiters_lock:
+            self._waiters.setdefault(node_id, []).append(waiter)
+        return waiter
+
+    def _remove_waiter(self, node_id: int, waiter: _Waiter) -> list[StoredMessage]:
+        """Stop handing instructions to ``waiter``; returns those it was handed."""
+        with self._waiters_lock:
+            waiters = self._waiters.get(node_id, [])
+            waiters.remove(waiter)
+            if not waiters:
+                self._waiters.pop(node_id, None)
+            handed, waiter.handed = waiter.handed, []
+        return handed
 
     def _start_waiting(self) -> bool:
         with self._waiting_lock:
@@ -252,9 +434,9 @@ class Delivery:
         self, node_id: int, protos: Sequence[pb.Message], inline: Sequence[pb.ObjectChunk] = ()
     ) -> list[str]:
         """Validate and store a node's replies; returns the ids stored (duplicates dropped)."""
-        self._store.put_inline(inline, limit=SMALL_OBJECT)
-        objects = _StoredObjects(self._store)
-        replies = [self._validate(p, objects) for p in protos]
+        objects = _StoredObjects(self._store, self._put_inline(inline))
+        checked: set[bytes] = set()
+        replies = [self._validate(p, objects, checked) for p in protos]
         instructions = {
             m.message_id: m for m in self._state.get_instructions([r.reply_to for r in replies])
         }
@@ -293,12 +475,14 @@ class Delivery:
         for object_id, size in dict(o for m in messages for o in m.objects).items():
             batch.objects.add(object_id=object_id, size=size)
             if size <= SMALL_OBJECT and size <= budget:
-                with contextlib.suppress(NotFoundError):  # GC'd: the receiver asks for it
-                    data = self._store.read_bytes(object_id)
-                    batch.inline_objects.add(
-                        object_id=object_id, offset=0, total_size=len(data), data=data
-                    )
-                    budget -= size
+                try:
+                    data = self._small_bytes(object_id)
+                except NotFoundError:  # GC'd: the receiver asks for it (and learns it is gone)
+                    continue
+                batch.inline_objects.add(
+                    object_id=object_id, offset=0, total_size=len(data), data=data
+                )
+                budget -= size
         return batch
 
     # -- the SuperLink's own replies -------------------------------------------------------

@@ -12,7 +12,11 @@
   moves through gRPC and keeps reply arrays out of the process's private memory. Large
   arrays not hashed yet are hashed while, in another thread, they are already written to
   temporary files of the store (renamed into place once HasObjects has pinned them).
-- report: keep the run's :class:`~glade.server.History` and send each event (ReportEvent).
+- report: keep the run's :class:`~glade.server.History` and send each event (ReportEvent)
+  from a thread of its own, in order (:class:`~glade.superlink.reporter.EventReporter`):
+  a round never waits for a report; :meth:`ServerAppIoGrid.close` waits until all are sent.
+- push checks the destinations against the node list fetched for the strategy just before
+  (within :data:`_NODES_FRESH_S`), not a second GetNodes: the SuperLink checks them again.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from glade.superlink.object_store import (
     write_object,
     write_temp,
 )
+from glade.superlink.reporter import EventReporter
 from glade.superlink.state import RunInfo
 from glade.transport.chunks import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_OBJECT_SIZE
 from glade.transport.codec import message_from_proto, message_to_proto
@@ -54,8 +59,8 @@ from glade.transport.objects import (
     split_inline,
 )
 from glade.transport.status import error_from_rpc
+from glade.transport.v1 import run_pb2, serverappio_pb2_grpc
 from glade.transport.v1 import serverappio_pb2 as spb
-from glade.transport.v1 import serverappio_pb2_grpc
 
 __all__ = ["ServerAppIoGrid"]
 
@@ -65,6 +70,9 @@ _MAX_WAIT_S = 30.0  # per long-poll call; pull_messages loops up to its timeout
 _PUSH_BATCH = 256
 _FETCH_THREADS = 4
 _SPILL_BYTES = 1024 * 1024  # smaller arrays stay in memory (a map costs a file handle)
+_NODES_FRESH_S = 1.0  # a node list this recent vouches for a push's destinations
+_CLOSE_FLUSH_S = 30.0  # close() waits this long for the reports not sent yet
+_REPORT_LINGER_S = 0.005  # a report waits this long for the next (end of round + start)
 
 
 class ServerAppIoGrid(BaseGrid):
@@ -92,6 +100,10 @@ class ServerAppIoGrid(BaseGrid):
         self._on_event = on_event
         self._pool: ThreadPoolExecutor | None = None
         self.history = History()
+        self._reporter: EventReporter[run_pb2.RunEvent] = EventReporter(
+            self._send_events, linger_s=_REPORT_LINGER_S, name="glade-report"
+        )
+        self._nodes_seen: tuple[float, frozenset[int]] = (float("-inf"), frozenset())
 
     def _call(self, method: str, request: Any, *, timeout: float | None = 60.0) -> Any:
         try:
@@ -107,7 +119,15 @@ class ServerAppIoGrid(BaseGrid):
         return run_from_proto(self._call("GetRunInfo", self._token_request()).run)
 
     def get_node_ids(self) -> list[int]:
-        return list(self._call("GetNodes", self._token_request()).node_ids)
+        node_ids = list(self._call("GetNodes", self._token_request()).node_ids)
+        self._nodes_seen = (time.monotonic(), frozenset(node_ids))
+        return node_ids
+
+    def _known_nodes(self, wanted: set[int]) -> set[int]:
+        seen_at, seen = self._nodes_seen
+        if time.monotonic() - seen_at < _NODES_FRESH_S and wanted <= seen:
+            return set(seen)
+        return super()._known_nodes(wanted)
 
     def _push(self, messages: list[Message]) -> None:
         staged = self._stage(messages) if self._object_dir is not None else {}
@@ -266,12 +286,25 @@ class ServerAppIoGrid(BaseGrid):
         except (TypeError, ValueError) as exc:  # metrics a MetricRecord cannot hold
             logger.warning("run event %r not reported: %s", event.kind, exc)
             return
-        request = spb.ReportEventRequest(run_id=self.run_id, token=self._token, event=proto)
-        self._call("ReportEvent", request)
+        self._reporter.send(proto)  # raises if an earlier report could not be sent
         if self._on_event is not None:
             self._on_event(event)
 
+    def _send_events(self, events: list[run_pb2.RunEvent]) -> None:
+        request = spb.ReportEventRequest(
+            run_id=self.run_id, token=self._token, event=events[0], more_events=events[1:]
+        )
+        self._call("ReportEvent", request)
+
+    def flush_reports(self, timeout: float | None = None) -> None:
+        """Wait until the SuperLink has every event reported so far (raises if one failed)."""
+        self._reporter.flush(timeout)
+
     def close(self) -> None:
+        try:
+            self._reporter.close(_CLOSE_FLUSH_S)
+        except Exception as exc:  # never mask what ended the ServerApp
+            logger.warning("run events not reported to the SuperLink: %s", exc)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None

@@ -31,6 +31,8 @@ from glade.transport.v1 import serverappio_pb2 as spb
 
 __all__ = ["ServerAppIoServicer"]
 
+_MAX_EVENTS = 1000
+
 
 class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
     """Implements ``glade.v1.ServerAppIo`` (see the module docstring)."""
@@ -92,7 +94,11 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
         self, request: spb.ReportEventRequest, context: object
     ) -> spb.ReportEventResponse:
         run = self._run(request.run_id, request.token)
-        self._runs.report(run.run_id, event_from_proto(request.event))
+        if len(request.more_events) > _MAX_EVENTS:
+            raise InvalidArgumentError(f"at most {_MAX_EVENTS} events per ReportEvent request")
+        events = [event_from_proto(e) for e in (request.event, *request.more_events)]
+        for event in events:  # all checked first: a bad one reports none
+            self._runs.report(run.run_id, event)
         return spb.ReportEventResponse()
 
     def PullObject(

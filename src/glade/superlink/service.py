@@ -292,7 +292,8 @@ class SuperLink:
                 logger.exception("SuperLink housekeeping failed (will retry)")
 
     def sweep(self) -> None:
-        """One housekeeping pass: offline nodes, expired messages, garbage objects."""
+        """One housekeeping pass: offline nodes, expired messages, garbage objects, the
+        database's checkpoint."""
         now = self._clock()
         for node_id in self.fleet.busy_nodes():
             self.state.touch_node(node_id, now=now)
@@ -302,6 +303,7 @@ class SuperLink:
             logger.info("node %d is offline (%d pending instruction(s) answered)", node_id, n)
         self.delivery.expire()
         self.garbage.collect()
+        self.state.checkpoint()  # the log's fsync happens here, not inside a request
 
     # -- stop ------------------------------------------------------------------------------
     def stop(self, grace: float | None = None) -> None:

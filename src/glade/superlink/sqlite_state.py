@@ -66,12 +66,19 @@ _RUN_COLUMNS = (
 )
 _MSG_COLUMNS = "message_id, run_id, src, dst, reply_to, created_at, ttl, payload, objects"
 _MAX_ID = (1 << 63) - 1
+_AUTOCHECKPOINT_PAGES = 10_000
+"""WAL pages after which a commit checkpoints by itself (SQLite's default: 1000). The
+SuperLink checkpoints every housekeeping tick instead (:meth:`SqliteState.checkpoint`), so
+requests do not wait for a checkpoint's fsync; this only bounds the log without one."""
 
 
 class SqliteState(SqliteAccessTables):
     """:class:`~glade.superlink.state.State` in SQLite; thread-safe (one connection, a lock).
 
     ``path`` is a file (created with its folder; WAL journal) or ``":memory:"``.
+    Durability is WAL with ``synchronous=NORMAL``: a commit survives a crash of the
+    process; a power loss may take back the commits since the last checkpoint (at most
+    about one housekeeping tick when the SuperLink calls :meth:`checkpoint`).
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -85,6 +92,8 @@ class SqliteState(SqliteAccessTables):
             raise ConfigError(f"cannot open the SuperLink database {self._path}: {exc}") from None
         self._lock = threading.RLock()
         self._rng = random.SystemRandom()
+        self._checkpoint_lock = threading.Lock()
+        self._checkpoint_db: sqlite3.Connection | None = None
 
     def _setup(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -96,6 +105,7 @@ class SqliteState(SqliteAccessTables):
         if self._path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
@@ -114,7 +124,23 @@ class SqliteState(SqliteAccessTables):
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file, on a connection of its own and
+        without blocking writers (PASSIVE): requests never wait for its fsync."""
+        if self._path == ":memory:":
+            return
+        with self._checkpoint_lock:
+            if self._checkpoint_db is None:
+                self._checkpoint_db = sqlite3.connect(
+                    self._path, isolation_level=None, check_same_thread=False
+                )
+            self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
     def close(self) -> None:
+        with self._checkpoint_lock:
+            if self._checkpoint_db is not None:
+                self._checkpoint_db.close()
+                self._checkpoint_db = None
         with self._lock:
             self._db.close()
 
@@ -285,12 +311,20 @@ class SqliteState(SqliteAccessTables):
         return int(row[0]) if row else 0
 
     # -- messages ------------------------------------------------------------------------
-    def add_instructions(self, messages: Sequence[StoredMessage]) -> None:
+    def add_instructions(
+        self, messages: Sequence[StoredMessage], *, leased_until: Mapping[str, float] | None = None
+    ) -> None:
+        leases = leased_until or {}
+        rows = [
+            (*_msg_row(m), leases.get(m.message_id, 0.0), int(m.message_id in leases))
+            for m in messages
+        ]
         try:
             with self._tx() as db:
                 db.executemany(
-                    f"INSERT INTO messages ({_MSG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [_msg_row(m) for m in messages],
+                    f"INSERT INTO messages ({_MSG_COLUMNS}, leased_until, deliveries) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
                 )
         except sqlite3.IntegrityError as exc:
             raise ValueError(f"a message id is already taken: {exc}") from None
@@ -312,13 +346,20 @@ class SqliteState(SqliteAccessTables):
             )
         return [_msg(r) for r in rows]
 
-    def release_leases(self, node_id: int) -> int:
+    def release_leases(self, node_id: int, message_ids: Sequence[str] | None = None) -> int:
+        sql = (
+            "UPDATE messages SET leased_until=0 WHERE dst=? AND reply_to='' AND replied=0 "
+            "AND leased_until>0"
+        )
         with self._tx() as db:
-            return db.execute(
-                "UPDATE messages SET leased_until=0 WHERE dst=? AND reply_to='' AND replied=0 "
-                "AND leased_until>0",
-                (node_id,),
-            ).rowcount
+            if message_ids is None:
+                return db.execute(sql, (node_id,)).rowcount
+            released = 0
+            for batch in _batches(message_ids):
+                marks = ", ".join("?" * len(batch))
+                cur = db.execute(f"{sql} AND message_id IN ({marks})", (node_id, *batch))
+                released += cur.rowcount
+            return released
 
     def add_replies(self, replies: Sequence[StoredMessage], *, now: float) -> list[str]:
         stored: list[str] = []

@@ -241,8 +241,14 @@ class State(Protocol):
     def log_size(self, run_id: int) -> int: ...
 
     # -- messages ------------------------------------------------------------------------
-    def add_instructions(self, messages: Sequence[StoredMessage]) -> None:
-        """Store instructions (all or none); a repeated message id raises ValueError."""
+    def add_instructions(
+        self, messages: Sequence[StoredMessage], *, leased_until: Mapping[str, float] | None = None
+    ) -> None:
+        """Store instructions (all or none); a repeated message id raises ValueError.
+
+        ``leased_until``: message id -> end of the lease of the instructions handed out
+        as they are stored (to a node's waiting pull), as if leased at once.
+        """
         ...
 
     def lease_instructions(
@@ -251,8 +257,9 @@ class State(Protocol):
         """Leases the node's unreplied, unexpired instructions of running runs (lease free)."""
         ...
 
-    def release_leases(self, node_id: int) -> int:
-        """Make the node's leased, unreplied instructions available again at once."""
+    def release_leases(self, node_id: int, message_ids: Sequence[str] | None = None) -> int:
+        """Make the node's leased, unreplied instructions (of ``message_ids`` only, if
+        given) available again at once."""
         ...
 
     def add_replies(self, replies: Sequence[StoredMessage], *, now: float) -> list[str]:
@@ -363,6 +370,11 @@ class State(Protocol):
 
     def list_audit(self, *, limit: int = 100, after_id: int = 0) -> list[AuditEntry]:
         """The newest ``limit`` entries with an id above ``after_id``, oldest first."""
+        ...
+
+    def checkpoint(self) -> None:
+        """Housekeeping of the storage, off the request path (SQLite: copy the write-ahead
+        log into the database file); the SuperLink calls it every housekeeping tick."""
         ...
 
     def close(self) -> None: ...

@@ -51,6 +51,7 @@ import grpc
 
 from glade.errors import AuthenticationError, ConfigError, InvalidArgumentError
 from glade.keypairs import PrivateKey, PublicKey
+from glade.transport.status import HandlerCache
 
 __all__ = [
     "EMPTY_DIGEST",
@@ -291,6 +292,7 @@ class VerifyingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def __init__(self, policy: Policy) -> None:
         self._policy = policy
+        self._cache = HandlerCache()
 
     def _check(
         self, method: str, context: grpc.ServicerContext, digest: bytes, request: Any
@@ -332,6 +334,9 @@ class VerifyingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method
         if isinstance(method, bytes):
             method = method.decode()
+        return self._cache.get(method, handler, lambda h: self._wrap(h, method))
+
+    def _wrap(self, handler: Any, method: str) -> Any:
         serializer = handler.response_serializer
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(

@@ -36,6 +36,7 @@ from glade.errors import (
 
 __all__ = [
     "STATUS_CODES",
+    "HandlerCache",
     "StatusInterceptor",
     "error_from_rpc",
     "status_for",
@@ -173,8 +174,33 @@ def _is_abort(exc: Exception, context: grpc.ServicerContext) -> bool:
     return type(exc) is Exception and context.code() is not None
 
 
+class HandlerCache:
+    """The wrapped handler an interceptor made for a method, reused while the handler it
+    wrapped is the same object (it is, call after call, unless an inner interceptor makes
+    a new one each time): gRPC asks the interceptors for every call.
+
+    >>> cache = HandlerCache()
+    >>> cache.get("/m", "h", lambda h: [h]) is cache.get("/m", "h", lambda h: [h])
+    True
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
+
+    def get(self, method: str, handler: Any, wrap: Callable[[Any], Any]) -> Any:
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = wrap(handler)
+        self._wrapped[method] = (handler, wrapped)  # a race only wraps twice
+        return wrapped
+
+
 class StatusInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """Applies :data:`STATUS_CODES` to every handler of a server and parses requests leniently."""
+
+    def __init__(self) -> None:
+        self._cache = HandlerCache()
 
     def intercept_service(
         self, continuation: Callable[[Any], Any], handler_call_details: grpc.HandlerCallDetails
@@ -183,6 +209,10 @@ class StatusInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if handler is None:
             return None
         method = handler_call_details.method
+        return self._cache.get(method, handler, lambda h: self._wrap(h, method))
+
+    @staticmethod
+    def _wrap(handler: Any, method: str) -> Any:
         kwargs = {
             "request_deserializer": _tolerant(handler.request_deserializer),
             "response_serializer": handler.response_serializer,

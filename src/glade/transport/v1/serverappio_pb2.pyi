@@ -61,14 +61,16 @@ class ServerPullRequest(_message.Message):
     def __init__(self, run_id: _Optional[int] = ..., token: _Optional[str] = ..., message_ids: _Optional[_Iterable[str]] = ..., wait_s: _Optional[float] = ...) -> None: ...
 
 class ReportEventRequest(_message.Message):
-    __slots__ = ("run_id", "token", "event")
+    __slots__ = ("run_id", "token", "event", "more_events")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    MORE_EVENTS_FIELD_NUMBER: _ClassVar[int]
     run_id: int
     token: str
     event: _run_pb2.RunEvent
-    def __init__(self, run_id: _Optional[int] = ..., token: _Optional[str] = ..., event: _Optional[_Union[_run_pb2.RunEvent, _Mapping]] = ...) -> None: ...
+    more_events: _containers.RepeatedCompositeFieldContainer[_run_pb2.RunEvent]
+    def __init__(self, run_id: _Optional[int] = ..., token: _Optional[str] = ..., event: _Optional[_Union[_run_pb2.RunEvent, _Mapping]] = ..., more_events: _Optional[_Iterable[_Union[_run_pb2.RunEvent, _Mapping]]] = ...) -> None: ...
 
 class ReportEventResponse(_message.Message):
     __slots__ = ()
