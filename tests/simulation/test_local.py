@@ -174,6 +174,33 @@ def test_workers_reuse_reply_segments_once_the_parent_drops_the_replies(
     assert len(broadcasts) <= 2, names  # the model of one push (maybe two), not 5 rounds
 
 
+def test_a_model_sized_reply_segment_is_deleted_once_released_not_kept_for_reuse(
+    start_backend: StartBackend,
+) -> None:
+    """A spare model-sized segment beside the next model would be a third copy of it."""
+    from glade.simulation.shm import KEEP_BYTES
+
+    harness = start_backend(nodes=1, num_workers=1)
+    size = KEEP_BYTES // 4 + 1024  # float32: just over the size kept for reuse
+    model = RecordDict({keys.ARRAYS: ArrayRecord({"w": np.zeros(size, dtype=np.float32)})})
+    replies = harness.to_all("train", model)
+    del model
+    run_dir = Path(harness.backend.run_dir)
+
+    def reply_segments() -> list[str]:
+        names = [p.name for p in run_dir.iterdir()]
+        return [n for n in names if n.startswith("w") and not n.endswith("status")]
+
+    assert len(reply_segments()) == 1
+    assert float(replies[100].content[keys.ARRAYS]["w"].numpy()[-1]) == 1.0
+    del replies
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while reply_segments() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert reply_segments() == []  # deleted at once, not after the idle time of reuse
+
+
 def test_a_reply_array_kept_by_the_server_is_never_overwritten(start_backend: StartBackend) -> None:
     harness = start_backend(nodes=2, num_workers=1)
 

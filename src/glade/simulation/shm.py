@@ -45,6 +45,10 @@ __all__ = [
 ALIGN = 64  # offsets of buffers in a segment (cache line; more than any dtype needs)
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # pre-fault: readers touch every page anyway
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+KEEP_BYTES = 64 * 1024 * 1024
+"""Segments up to this size are kept for reuse once read; larger ones (a model) are deleted
+as soon as their reader lets go of them, so that a node never holds a spare model-sized
+segment beside the next model it receives."""
 
 
 def default_root() -> Path:
@@ -198,8 +202,13 @@ class SegmentPool:
         return segment.path, offsets, segment.capacity
 
     def release(self, paths: Sequence[str]) -> None:
-        """The reader no longer uses these segments (thread-safe)."""
+        """The reader no longer uses these segments (thread-safe; see :meth:`collect`)."""
         self._released.extend(paths)
+
+    def collect(self) -> None:
+        """Take in the released segments: larger than :data:`KEEP_BYTES` ones are deleted
+        now, the others kept for reuse (and deleted after ``idle_s`` unused)."""
+        self._collect()
 
     def take_dropped(self) -> list[str]:
         """The segments deleted since the last call."""
@@ -213,7 +222,9 @@ class SegmentPool:
             if segment is not None:
                 segment.freed_at = now
                 self._free.append(segment)
-        for segment in [s for s in self._free if now - s.freed_at > self._idle_s]:
+        for segment in [
+            s for s in self._free if s.capacity > KEEP_BYTES or now - s.freed_at > self._idle_s
+        ]:
             self._free.remove(segment)
             segment.mapping.close()
             with contextlib.suppress(OSError):
@@ -246,8 +257,13 @@ class MappingCache:
         if mapping is None or len(mapping) != capacity:
             mapping = self._maps[path] = map_file(path, capacity)
         anchor = np.frombuffer(mapping, dtype=np.uint8)
-        weakref.finalize(anchor, self._release, path).atexit = False
+        weakref.finalize(anchor, self._released, path, mapping).atexit = False
         return anchor.data
+
+    def _released(self, path: str, mapping: mmap.mmap) -> None:
+        if len(mapping) > KEEP_BYTES and self._maps.get(path) is mapping:
+            del self._maps[path]  # the writer deletes it now (see KEEP_BYTES): let go too
+        self._release(path)
 
     def drop(self, paths: Iterable[str]) -> None:
         """Forget the mappings of ``paths`` (the writer deleted those segments)."""

@@ -147,6 +147,9 @@ class Worker:
             frame = self._inbox.get()
             if frame is None or self._stopping:
                 return
+            if not frame:  # segments were released: free the large ones now
+                self._pool.collect()
+                continue
             self._run_batch(app, frame)
             self._send_releases()  # the batch's instructions are gone: so are their views
 
@@ -161,6 +164,7 @@ class Worker:
                 _hard_exit(0)
             if frame[-1] == Kind.RELEASE:
                 self._pool.release(parse(frame)[1])
+                self._inbox.put(b"")  # the main thread collects them (see SegmentPool)
                 continue
             if frame[-1] == Kind.STOP:
                 self._stopping = True
