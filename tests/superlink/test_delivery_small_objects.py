@@ -51,10 +51,8 @@ def _broadcast(run_id: int, nodes: list[int]) -> tuple[list[pb.Message], list[pb
     return protos, inline
 
 
-def test_a_broadcast_decodes_its_content_once_and_still_checks_every_message(
-    setup: tuple[Delivery, ObjectStore, int, list[int]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    delivery, _, run_id, nodes = setup
+def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Each message the Delivery decodes from here on: True when it had content."""
     decoded: list[bool] = []
     real = codec.message_from_proto
 
@@ -63,6 +61,14 @@ def test_a_broadcast_decodes_its_content_once_and_still_checks_every_message(
         return real(proto, objects, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr("glade.superlink.delivery.message_from_proto", counting)
+    return decoded
+
+
+def test_a_broadcast_decodes_its_content_once_and_still_checks_every_message(
+    setup: tuple[Delivery, ObjectStore, int, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    delivery, _, run_id, nodes = setup
+    decoded = _count_decodes(monkeypatch)
     protos, inline = _broadcast(run_id, nodes)
     assert len(delivery.push_instructions(run_id, protos, inline)) == len(nodes)
     assert decoded.count(True) == 1  # the shared content, once
@@ -121,14 +127,7 @@ def test_equal_replies_of_many_nodes_are_decoded_once_when_they_carry_their_obje
     delivery, _, run_id, nodes = setup
     protos, inline = _broadcast(run_id, nodes)
     delivery.push_instructions(run_id, protos, inline)
-    decoded: list[bool] = []
-    real = codec.message_from_proto
-
-    def counting(proto: pb.Message, objects: object, **kwargs: object) -> object:
-        decoded.append(len(proto.content.entries) > 0)
-        return real(proto, objects, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr("glade.superlink.delivery.message_from_proto", counting)
+    decoded = _count_decodes(monkeypatch)
     w = np.full(100, 2.0, dtype=np.float32)
     for node, instruction in zip(nodes, protos, strict=True):
         reply, reply_inline = _reply(instruction, node, w)
