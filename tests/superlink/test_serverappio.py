@@ -20,6 +20,7 @@ from glade.server.events import History
 from glade.superlink import SuperLink
 from glade.superlink.convert import event_to_proto
 from glade.superlink.grid import ServerAppIoGrid
+from glade.superlink.runs import log_topic
 from glade.superlink.state import RunInfo, RunStatus, SubStatus
 from glade.transport.codec import message_to_proto
 from glade.transport.grpc_options import channel
@@ -295,6 +296,7 @@ def test_a_local_push_leaves_the_model_as_a_map_of_the_store_not_private_memory(
 
 def test_one_report_event_request_carries_several_events_in_order(link: SuperLink) -> None:
     run_id = _running_run(link)
+    logs = link.notifier.version(log_topic(run_id))
     events = [
         RunEvent(kind="round-started", server_round=1, num_rounds=1),
         RunEvent(kind="stage-finished", stage="train", server_round=1, metrics={"loss": 0.5}),
@@ -320,6 +322,7 @@ def test_one_report_event_request_carries_several_events_in_order(link: SuperLin
     for event in events:
         expected.add(event)
     assert json.loads(link.state.get_run(run_id).history_json) == expected.to_dict()
+    assert link.notifier.version(log_topic(run_id)) == logs  # log followers slept on
 
 
 def test_grid_reports_in_the_background_and_close_sends_the_rest(link: SuperLink) -> None:

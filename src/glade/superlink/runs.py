@@ -15,7 +15,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -173,14 +173,15 @@ class RunManager:
             raise InvalidStateError(f"run {run_id} is {run.status} {run.sub_status}".rstrip())
         return run
 
-    def report(self, run_id: int, event: RunEvent) -> None:
-        """Add a ServerApp's event to the run's metric history."""
+    def report(self, run_id: int, events: Sequence[RunEvent]) -> None:
+        """Add a ServerApp's events to the run's metric history (stored once per call; log
+        followers are not woken: the history is not part of the log)."""
         with self._lock:
             history = self._histories.setdefault(run_id, History())
-            history.add(event)
+            for event in events:
+                history.add(event)
             snapshot = json.dumps(history.to_dict())
         self._state.set_history(run_id, snapshot)
-        self._notifier.notify(log_topic(run_id))
 
     def _get(self, run_id: int) -> RunInfo:
         run = self._state.get_run(run_id)

@@ -97,8 +97,7 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
         if len(request.more_events) > _MAX_EVENTS:
             raise InvalidArgumentError(f"at most {_MAX_EVENTS} events per ReportEvent request")
         events = [event_from_proto(e) for e in (request.event, *request.more_events)]
-        for event in events:  # all checked first: a bad one reports none
-            self._runs.report(run.run_id, event)
+        self._runs.report(run.run_id, events)  # all checked first: a bad one reports none
         return spb.ReportEventResponse()
 
     def PullObject(
