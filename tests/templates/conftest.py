@@ -106,7 +106,11 @@ def _skip_reason(framework: str, step: str, result: subprocess.CompletedProcess[
 
 
 def _venv_folder(framework: str, requirements: list[str]) -> Path:
-    key = hashlib.sha256(json.dumps([str(REPO), requirements]).encode()).hexdigest()[:12]
+    # Glade's own dependencies are part of the key: a cached environment built before one
+    # was added would lack it (Glade itself is installed editable, so its code is current).
+    pyproject = (REPO / "pyproject.toml").read_text()
+    key = hashlib.sha256(json.dumps([str(REPO), requirements, pyproject]).encode()).hexdigest()
+    key = key[:12]
     return venv_root() / f"{framework}-{key}"
 
 
