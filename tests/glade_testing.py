@@ -327,3 +327,17 @@ def start_superlink(**options: Any) -> SuperLink:
     link = SuperLink(superlink_config(**options))
     link.start()
     return link
+
+
+def start_mutual_tls_superlink(certs: Any) -> SuperLink:
+    """A started SuperLink with a bulk port, TLS from ``certs`` (DevCertificates) and client
+    certificates required, without user or node accounts; stop it yourself."""
+    return start_superlink(
+        bulk=True,
+        insecure=False,
+        ssl_certfile=certs.server_cert,
+        ssl_keyfile=certs.server_key,
+        ssl_ca_certfile=certs.ca_cert,
+        node_auth=False,
+        user_auth=False,
+    )

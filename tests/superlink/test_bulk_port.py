@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from glade_testing import start_superlink, wait_for
+from glade_testing import start_mutual_tls_superlink, start_superlink, wait_for
 
 from glade import Array
 from glade.digest import content_id
@@ -254,15 +254,7 @@ def test_too_many_bulk_connections_are_closed_at_once(conn, link) -> None:
 
 def test_under_mutual_tls_the_bulk_port_wants_a_client_certificate(tmp_path: Path) -> None:
     certs = create_dev_certificates(tmp_path / "certs")
-    link = start_superlink(
-        bulk=True,
-        insecure=False,
-        ssl_certfile=certs.server_cert,
-        ssl_keyfile=certs.server_key,
-        ssl_ca_certfile=certs.ca_cert,
-        node_auth=False,
-        user_auth=False,
-    )
+    link = start_mutual_tls_superlink(certs)
     conn = GrpcConnection(
         link.addresses["fleet"],
         credentials=channel_credentials(

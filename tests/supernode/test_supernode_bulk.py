@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from glade_testing import start_superlink, wait_for
+from glade_testing import start_mutual_tls_superlink, start_superlink, wait_for
 from sn_harness import run_and_wait
 
 from glade.superlink.client import ControlClient
@@ -41,15 +41,7 @@ def test_bulk_transfers_speak_tls_with_client_certificates(
     tmp_path: Path, start_node, make_app
 ) -> None:
     certs = create_dev_certificates(tmp_path / "certs")
-    link = start_superlink(
-        bulk=True,
-        insecure=False,
-        ssl_certfile=certs.server_cert,
-        ssl_keyfile=certs.server_key,
-        ssl_ca_certfile=certs.ca_cert,
-        node_auth=False,
-        user_auth=False,
-    )
+    link = start_mutual_tls_superlink(certs)
     try:
         node = start_node(
             link.addresses["fleet"],

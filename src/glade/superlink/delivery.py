@@ -34,7 +34,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 from glade import digest
 from glade.errors import (
@@ -46,6 +46,7 @@ from glade.errors import (
 )
 from glade.message import ErrorCode
 from glade.superlink.notify import Notifier
+from glade.superlink.object_cache import SmallObjects, StoredObjects
 from glade.superlink.object_store import ObjectStore
 from glade.superlink.state import RunStatus, State, StoredMessage
 from glade.transport.codec import message_from_proto
@@ -59,7 +60,6 @@ logger = logging.getLogger(__name__)
 
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}")
 _RECHECK_S = 1.0  # a waiting poll re-reads the state this often (lease expiry has no event)
-_SMALL_CACHE_BYTES = 16 * 1024 * 1024  # bytes of small objects kept for the batches
 _VALID_CONTENTS = 1024  # encoded contents remembered as valid (each at most _CONTENT_BYTES)
 _CONTENT_BYTES = 8 * 1024
 
@@ -72,40 +72,6 @@ def run_topic(run_id: int) -> tuple[str, int]:
     return ("run", run_id)
 
 
-class _SmallObjects:
-    """The bytes of recently seen small objects, least recently used first out (thread-safe).
-
-    Only bytes verified against their id go in; objects are content-addressed, so an entry
-    is right for as long as it stays, even after the object store let the object go.
-    """
-
-    def __init__(self, max_bytes: int = _SMALL_CACHE_BYTES) -> None:
-        self._max_bytes = max_bytes
-        self._bytes = 0
-        self._items: collections.OrderedDict[str, bytes] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, object_id: str) -> bytes | None:
-        with self._lock:
-            data = self._items.get(object_id)
-            if data is not None:
-                self._items.move_to_end(object_id)
-            return data
-
-    def put(self, object_id: str, data: bytes) -> None:
-        if len(data) > SMALL_OBJECT:
-            return
-        with self._lock:
-            if object_id in self._items:
-                self._items.move_to_end(object_id)
-                return
-            self._items[object_id] = data
-            self._bytes += len(data)
-            while self._bytes > self._max_bytes:
-                _, dropped = self._items.popitem(last=False)
-                self._bytes -= len(dropped)
-
-
 class _Waiter:
     """A node's pull that waits: instructions stored meanwhile may be handed to it."""
 
@@ -114,35 +80,6 @@ class _Waiter:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.handed: list[StoredMessage] = []
-
-
-class _StoredObjects(Mapping[str, memoryview]):
-    """The object store as the codec's object mapping (memory-mapped, loaded lazily).
-
-    ``verified``: bytes of objects the request carried, checked against their ids and
-    stored by now, used instead of mapping the store's file.
-    """
-
-    def __init__(self, store: ObjectStore, verified: Mapping[str, bytes] | None = None) -> None:
-        self._store = store
-        self._cache: dict[str, memoryview] = {
-            object_id: memoryview(data) for object_id, data in (verified or {}).items()
-        }
-        self.verified = frozenset(self._cache)
-
-    def __getitem__(self, object_id: str) -> memoryview:
-        if object_id not in self._cache:
-            try:
-                self._cache[object_id] = self._store.map(object_id)
-            except (NotFoundError, InvalidArgumentError):
-                raise KeyError(object_id) from None
-        return self._cache[object_id]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._cache)
-
-    def __len__(self) -> int:
-        return len(self._cache)
 
 
 def _array_refs(proto: pb.Message) -> tuple[tuple[str, int], ...]:
@@ -178,7 +115,7 @@ class Delivery:
         self._waiting = 0
         self._waiting_lock = threading.Lock()
         self._clock = clock
-        self._small = _SmallObjects()
+        self._small = SmallObjects()
         self._waiters: dict[int, list[_Waiter]] = {}  # node -> its pulls that wait
         self._waiters_lock = threading.Lock()
         self._valid: collections.OrderedDict[bytes, None] = collections.OrderedDict()
@@ -213,7 +150,7 @@ class Delivery:
 
     # -- validation ------------------------------------------------------------------------
     def _validate(
-        self, proto: pb.Message, objects: _StoredObjects, checked: set[bytes]
+        self, proto: pb.Message, objects: StoredObjects, checked: set[bytes]
     ) -> StoredMessage:
         """``checked``: the encoded contents found valid in this request (a broadcast
         repeats one content: it is decoded once, the other messages' metadata alone)."""
@@ -252,7 +189,7 @@ class Delivery:
         self,
         content: bytes,
         refs: tuple[tuple[str, int], ...],
-        objects: _StoredObjects,
+        objects: StoredObjects,
         checked: set[bytes],
     ) -> bool:
         """Whether ``content`` was found valid: in this request, or in an earlier one and
@@ -284,7 +221,7 @@ class Delivery:
         run = self._state.get_run(run_id)
         if run is None or run.status != RunStatus.RUNNING:
             raise InvalidStateError(f"run {run_id} is not running; it cannot send messages")
-        objects = _StoredObjects(self._store, self._put_inline(inline))
+        objects = StoredObjects(self._store, self._put_inline(inline))
         checked: set[bytes] = set()
         messages = [self._validate(p, objects, checked) for p in protos]
         offline: list[StoredMessage] = []
@@ -434,7 +371,7 @@ class Delivery:
         self, node_id: int, protos: Sequence[pb.Message], inline: Sequence[pb.ObjectChunk] = ()
     ) -> list[str]:
         """Validate and store a node's replies; returns the ids stored (duplicates dropped)."""
-        objects = _StoredObjects(self._store, self._put_inline(inline))
+        objects = StoredObjects(self._store, self._put_inline(inline))
         checked: set[bytes] = set()
         replies = [self._validate(p, objects, checked) for p in protos]
         instructions = {
