@@ -25,13 +25,10 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from glade import digest
 from glade.errors import SerdeError
-from glade.transport.chunks import Allocate, ReceiveBuffer
+from glade.transport.chunks import Allocate, PrivateBuffer, ReceiveBuffer
 
 __all__ = [
     "BLOCK",
@@ -176,19 +173,6 @@ def client_context(
     return context
 
 
-class _Private:
-    __slots__ = ("array",)
-
-    def __init__(self, nbytes: int) -> None:
-        self.array = np.empty(nbytes, dtype=np.uint8)
-
-    def write(self, offset: int, data: np.ndarray[Any, np.dtype[np.uint8]]) -> None:
-        self.array[offset : offset + data.size] = data
-
-    def close(self) -> None:
-        pass
-
-
 class BulkClient:
     """Moves objects over the bulk port of the SuperLink at ``host``.
 
@@ -269,7 +253,7 @@ class BulkClient:
                 raise BulkError(f"unexpected answer {head!r} from the bulk port")
             buffer: ReceiveBuffer | None = allocate(size) if allocate is not None else None
             if buffer is None:
-                buffer = _Private(size)
+                buffer = PrivateBuffer(size)
             try:
                 actual = receive_hashed(sock, buffer.array.data)
             finally:

@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_MAX_OBJECT_SIZE",
     "Allocate",
+    "PrivateBuffer",
     "ChunkAssembler",
     "ReceiveBuffer",
     "assemble_chunks",
@@ -71,7 +72,10 @@ Allocate = Callable[[int], "ReceiveBuffer | None"]
 :class:`ReceiveBuffer` of ``nbytes`` (e.g. in shared memory), or None for private memory."""
 
 
-class _PrivateBuffer:
+class PrivateBuffer:
+    """A :class:`ReceiveBuffer` in private memory (what an object goes into without
+    ``allocate``)."""
+
     __slots__ = ("array",)
 
     def __init__(self, nbytes: int) -> None:
@@ -217,7 +221,7 @@ class ChunkAssembler:
         self._total = total
         buffer = self._allocate(total) if self._allocate is not None else None
         if buffer is None:
-            buffer = _PrivateBuffer(total)
+            buffer = PrivateBuffer(total)
         elif buffer.array.dtype != np.uint8 or buffer.array.shape != (total,):
             array = buffer.array
             buffer.close()
