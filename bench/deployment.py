@@ -89,7 +89,7 @@ def main(grid, context):
         report(event)
 
     grid.report = timed
-    arrays = ArrayRecord({"w": np.full(params, 0.5, dtype=np.float32)})
+    arrays = ArrayRecord({"w": np.full(params, float(cfg["start"]), dtype=np.float32)})
     print("ROUNDS-START", flush=True)
     result = FedAvg(
         fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=nodes,
@@ -108,7 +108,9 @@ app = ClientApp()
 
 @app.train()
 def train(msg, context):
-    arrays = {k: v.numpy() + 1.0 for k, v in msg.content[keys.ARRAYS].items()}
+    # each node's reply differs (as real updates do): no object is stored twice by chance
+    step = 1.0 + float(context.node_config.get("partition-id", 0))
+    arrays = {k: v.numpy() + step for k, v in msg.content[keys.ARRAYS].items()}
     return RecordDict(
         {keys.ARRAYS: ArrayRecord(arrays), keys.METRICS: MetricRecord({keys.NUM_EXAMPLES: 1})}
     )
@@ -132,6 +134,7 @@ client-app = "deploy_bench.client:app"
 nodes = 2
 rounds = 1
 params = 1000
+start = 0.5
 """
 
 
@@ -432,16 +435,19 @@ def case_large(root: Path, params: int, label: str, timing_runs: int = 0) -> Non
     deployment = Deployment(root / label, nodes)
     unsampled: list[float] = []
     try:
-        config = {"nodes": nodes, "rounds": 1, "params": params}
         app = _app(root / label)
-        for _ in range(timing_runs):  # the memory sampler takes CPU: time rounds without it
+        # every run starts from another model, so that no run finds its objects stored
+        for run in range(timing_runs):  # the memory sampler takes CPU: time rounds without it
+            config = {"nodes": nodes, "rounds": 1, "params": params, "start": run / 4}
             timed, _, _ = _run(deployment, app, config)
+            assert timed["w0"] == run / 4 + 1.5, timed
             unsampled.append(timed["rounds"][0])
+        config = {"nodes": nodes, "rounds": 1, "params": params, "start": 0.5 + timing_runs}
         result, wall, memory = _run(deployment, app, config, sample=True)
     finally:
         deployment.stop()
     assert memory is not None
-    expected = 0.5 + 1.0
+    expected = 0.5 + timing_runs + 1.5  # + the mean of the nodes' steps 1 and 2
     assert result["w0"] == result["w_last"] == expected, result
     round_s = result["rounds"][0]
     moved = 4 * nbytes  # down to 2 nodes, up from 2

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from glade.digest import content_id
+from glade.errors import NotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterable
@@ -225,6 +226,62 @@ class Array:
 
 def _array_from_pickle(data: np.ndarray[Any, Any]) -> Array:
     return Array(data)
+
+
+class StoredArray(Array):
+    """Internal: an Array whose bytes another process stored already under its content id.
+
+    A SuperNode's ClientApp process uploads a large reply array to the SuperLink itself (see
+    :mod:`glade.transport.bulk`) and hands the node this stand-in: dtype, shape and digest,
+    which is all the node needs to send the reply. It holds no bytes; anything that asks for
+    them gets a :class:`~glade.errors.NotFoundError` saying where they went.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, dtype: str, shape: Iterable[int], digest: str) -> None:
+        zero = np.zeros((), dtype=dtype_from_name(dtype))
+        self._data = np.broadcast_to(zero, tuple(int(s) for s in shape))  # no memory
+        self._digest = digest
+
+    def _bytes_elsewhere(self) -> NotFoundError:
+        return NotFoundError(
+            f"the bytes of array {self._digest} ({self.dtype}{list(self.shape)}) were stored "
+            "by the process that made it (a ClientApp's upload to the SuperLink); this "
+            "process knows their dtype, shape and content id only"
+        )
+
+    def _rebind(self, buffer: memoryview) -> None:
+        raise self._bytes_elsewhere()
+
+    def numpy(self, *, copy: bool = False) -> np.ndarray[Any, Any]:
+        raise self._bytes_elsewhere()
+
+    def memoryview(self) -> memoryview:
+        raise self._bytes_elsewhere()
+
+    def tobytes(self) -> bytes:
+        raise self._bytes_elsewhere()
+
+    def torch(self) -> Any:
+        raise self._bytes_elsewhere()
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray[Any, Any]:
+        raise self._bytes_elsewhere()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Array):
+            return NotImplemented
+        return (self.dtype, self.shape, self._digest) == (other.dtype, other.shape, other.digest)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"StoredArray(dtype={self.dtype}, shape={self.shape}, digest={self._digest})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        assert self._digest is not None
+        return (StoredArray, (self.dtype, self.shape, self._digest))
 
 
 def _torch_to_numpy(tensor: Any) -> np.ndarray[Any, Any]:

@@ -64,3 +64,35 @@ def slow(msg: Message, context: Any) -> RecordDict:
 def hang(msg: Message, context: Any) -> RecordDict:
     time.sleep(60)
     return RecordDict()
+
+
+class FolderUploader:
+    """A ReplyUploader for the tests: "uploads" to files named by their content id.
+
+    ``ticket(size)`` answers (from the parent): None (nothing now), "broken" (the upload
+    fails with OSError), or anything else (it goes ahead)."""
+
+    def __init__(self, folder: str, min_bytes: int = 64 * 1024) -> None:
+        self.folder = folder
+        self._min_bytes = min_bytes
+
+    @property
+    def min_bytes(self) -> int:
+        return self._min_bytes
+
+    def connect(self, ticket: Any) -> Any:
+        from pathlib import Path
+
+        from glade.digest import content_id
+
+        def push(node_id: int, data: memoryview) -> str | None:
+            answer = ticket(data.nbytes)
+            if answer is None:
+                return None
+            if answer == "broken":
+                raise OSError("the upload port cannot be reached")
+            object_id = content_id(data)
+            Path(self.folder, object_id).write_bytes(data)
+            return object_id
+
+        return push

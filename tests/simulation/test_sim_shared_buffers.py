@@ -138,3 +138,40 @@ def test_a_view_that_goes_while_the_lock_is_held_is_handled_afterwards(
         gc.collect()
         assert os.path.exists(place[0])  # queued, not handled under someone else's lock
     assert shared.active() == 0 and not os.path.exists(place[0])
+
+
+def test_a_kept_spare_is_handed_out_again_for_the_same_size_and_dropped_on_demand() -> None:
+    buffers = SharedBuffers(min_size=64 * 1024, keep_spare=True)
+    try:
+        first = _filled(buffers, np.arange(100_000, dtype=np.float32))
+        place = buffers.locate(memoryview(first.numpy()).cast("B"))
+        assert place is not None
+        path = place[0]
+        del first
+        assert _eventually(lambda: buffers.active() == 0)
+        assert os.path.exists(path)  # freed, but kept as the spare
+        second = _filled(buffers, np.full(100_000, 7.0, dtype=np.float32))
+        again = buffers.locate(memoryview(second.numpy()).cast("B"))
+        assert again is not None and again[0] == path  # the same memory, new bytes
+        assert np.all(second.numpy() == 7.0)
+        del second
+        assert _eventually(lambda: buffers.active() == 0)
+        other = _filled(buffers, np.ones(30_000, dtype=np.float32))  # another size
+        assert not os.path.exists(path)  # the spare went before a new buffer came
+        del other
+        assert _eventually(lambda: buffers.active() == 0)
+        kept = [f for f in os.listdir(os.path.dirname(path))]
+        assert len(kept) == 1
+        buffers.drop_spare()
+        assert os.listdir(os.path.dirname(path)) == []
+    finally:
+        buffers.close()
+
+
+def test_without_keep_spare_a_freed_buffer_is_deleted(shared: SharedBuffers) -> None:
+    array = _filled(shared, np.arange(100_000, dtype=np.float32))
+    place = shared.locate(memoryview(array.numpy()).cast("B"))
+    assert place is not None
+    del array
+    assert _eventually(lambda: shared.active() == 0)
+    assert not os.path.exists(place[0])

@@ -13,7 +13,7 @@ from glade import SerdeError
 from glade.digest import content_id
 from glade.errors import InvalidArgumentError, LimitExceededError, NotFoundError
 from glade.superlink.garbage import GarbageCollector
-from glade.superlink.object_store import ObjectStore
+from glade.superlink.object_store import ObjectStore, commit_temp, write_temp
 from glade.superlink.sqlite_state import SqliteState
 from glade.superlink.state import StoredMessage
 from glade.transport import iter_chunks
@@ -273,3 +273,22 @@ def test_bytes_sent_again_differently_after_hashing_cannot_poison_an_id(
     evil.object_id = ""
     object_id, _ = store.put_chunks([*unnamed, evil])  # named by what is stored
     assert object_id == _sha(b"E" * 1000 + good[1000:]) and store.verify(object_id)
+
+
+def test_storing_bytes_that_are_there_already_keeps_the_stored_file_and_refreshes_its_age(
+    store: ObjectStore,
+) -> None:
+    data = os.urandom(200_000)
+    object_id = store.put_bytes(data)
+    path = store.path(object_id)
+    os.utime(path, (time.time() - 3600, time.time() - 3600))  # old: the GC could take it
+    inode = path.stat().st_ino
+    tmp = write_temp(store.root, memoryview(data))
+    commit_temp(store.root, object_id, tmp)
+    # not renamed over (ext4 would write the new file out at once): the same file, now young
+    assert path.stat().st_ino == inode and path.read_bytes() == data
+    assert time.time() - path.stat().st_mtime < 60
+    assert not tmp.exists() and list((store.root / "tmp").iterdir()) == []
+    # and an upload of the same bytes through chunks ends the same way
+    assert store.put_chunks(iter_chunks(data, chunk_size=700))[0] == object_id
+    assert path.stat().st_ino == inode and list((store.root / "tmp").iterdir()) == []

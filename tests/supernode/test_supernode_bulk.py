@@ -8,7 +8,9 @@ import pytest
 from glade_testing import start_mutual_tls_superlink, start_superlink, wait_for
 from sn_harness import run_and_wait
 
+from glade.array import Array
 from glade.superlink.client import ControlClient
+from glade.supernode.connection import GrpcConnection
 from glade.transport.bulk import MIN_BULK_BYTES
 from glade.transport.tls import create_dev_certificates
 
@@ -38,8 +40,9 @@ def test_a_round_moves_its_arrays_over_the_bulk_port(start_node, make_app) -> No
 
 
 def test_bulk_transfers_speak_tls_with_client_certificates(
-    tmp_path: Path, start_node, make_app
+    tmp_path: Path, start_node, make_app, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    node_uploads = _node_uploads(monkeypatch)
     certs = create_dev_certificates(tmp_path / "certs")
     link = start_mutual_tls_superlink(certs)
     try:
@@ -55,6 +58,66 @@ def test_bulk_transfers_speak_tls_with_client_certificates(
             run, results, log = run_and_wait(c, make_app(), {"size": SIZE})
         assert run.sub_status == "completed", log
         assert results[0]["ok"][str(node.node_id)][0] == pytest.approx(_expected(0), rel=1e-6)
+        assert node_uploads == []  # the ClientApp process's upload spoke mutual TLS too
+        assert link.bulk is not None
+        assert wait_for(lambda: link.bulk.transfers == 2, 5)
+    finally:
+        link.stop(grace=1.0)
+
+
+def _node_uploads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the arrays the node itself uploads (not its ClientApp process)."""
+    sizes: list[int] = []
+    original = GrpcConnection._push_unnamed
+
+    def counting(self: GrpcConnection, node_id: int, array: Array) -> str:
+        sizes.append(array.nbytes)
+        return original(self, node_id, array)
+
+    monkeypatch.setattr(GrpcConnection, "_push_unnamed", counting)
+    return sizes
+
+
+def test_the_clientapp_process_uploads_its_large_reply_itself(
+    start_node, make_app, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node_uploads = _node_uploads(monkeypatch)
+    link = start_superlink(bulk=True)
+    try:
+        node = start_node(link.addresses["fleet"], partition=3)
+        assert node.wait_registered(10)
+        with ControlClient(link.addresses["control"]) as control:
+            run, results, log = run_and_wait(control, make_app(), {"size": SIZE, "rounds": 2})
+        assert run.sub_status == "completed", log
+        for result in results:
+            assert result["ok"][str(node.node_id)][0] == pytest.approx(_expected(3), rel=1e-6)
+        assert node_uploads == []  # the node passed the replies' ids on, never their bytes
+        assert link.bulk is not None
+        assert wait_for(lambda: link.bulk.transfers == 4, 5)  # 2 rounds: model down, reply up
+    finally:
+        link.stop(grace=1.0)
+
+
+def test_a_refused_clientapp_upload_leaves_the_reply_to_the_node(
+    start_node, make_app, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node_uploads = _node_uploads(monkeypatch)
+
+    def forged(self: GrpcConnection, node_id: int, size: int) -> tuple[bytes, int, int] | None:
+        real = self._open_ticket(node_id, "", True, size)  # for the port
+        assert real is not None
+        return bytes(32), real[1], size  # the bulk port refuses this one
+
+    monkeypatch.setattr(GrpcConnection, "upload_ticket", forged)
+    link = start_superlink(bulk=True)
+    try:
+        node = start_node(link.addresses["fleet"], partition=1)
+        assert node.wait_registered(10)
+        with ControlClient(link.addresses["control"]) as control:
+            run, results, log = run_and_wait(control, make_app(), {"size": SIZE})
+        assert run.sub_status == "completed", log
+        assert results[0]["ok"][str(node.node_id)][0] == pytest.approx(_expected(1), rel=1e-6)
+        assert node_uploads == [SIZE * 4]  # the node moved the reply after all
         assert link.bulk is not None
         assert wait_for(lambda: link.bulk.transfers == 2, 5)
     finally:

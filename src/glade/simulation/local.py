@@ -5,12 +5,13 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import pickle
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glade.errors import AppLoadError, ConfigError
 from glade.message import Error, ErrorCode, Message, Metadata
@@ -26,6 +27,9 @@ from glade.simulation.process import (
 from glade.simulation.shm import RunDir, SegmentPool, SharedBuffers
 from glade.simulation.wire import BufferTable, Kind, control, finish, load_each, parse
 from glade.simulation.worker import WorkerInit
+
+if TYPE_CHECKING:  # pragma: no cover
+    from glade.simulation.worker import ReplyUploader
 
 __all__ = ["LocalBackend"]
 
@@ -76,6 +80,11 @@ class LocalBackend:
     - ``shared``: a :class:`~glade.simulation.shm.SharedBuffers` whose buffers the caller
       filled (a SuperNode receives models into them): arrays over them reach the workers
       by reference, without a copy.
+    - ``uploader`` and ``upload_ticket``: the workers upload their large reply arrays
+      themselves (:class:`~glade.simulation.worker.ReplyUploader`; a SuperNode's go to the
+      SuperLink's bulk port), with what ``upload_ticket(size)`` returns in this process
+      (None: nothing now, the reply comes through shared memory as usual); such replies
+      reach ``on_replies`` holding :class:`~glade.array.StoredArray` stand-ins.
 
     >>> from glade.simulation import run_simulation  # doctest: +SKIP
     >>> run_simulation(server_app, client_app, num_supernodes=100,  # doctest: +SKIP
@@ -93,6 +102,8 @@ class LocalBackend:
         stop_timeout: float = 1.0,
         tune_malloc: bool = True,
         shared: SharedBuffers | None = None,
+        uploader: ReplyUploader | None = None,
+        upload_ticket: Callable[[int], Any] | None = None,
     ) -> None:
         if num_workers is None:
             num_workers = _available_cpus()
@@ -118,6 +129,8 @@ class LocalBackend:
         self._pool: SegmentPool | None = None  # segments of the instructions' large buffers
         self._holders: dict[str, set[WorkerProcess]] = {}  # segment -> workers that use it
         self._shared = shared
+        self._uploader = uploader if upload_ticket is not None else None
+        self._upload_ticket = upload_ticket
         # shared buffer -> how many batches sent to each worker still use it
         self._shared_holds: dict[str, collections.Counter[WorkerProcess]] = {}
         self._write_lock = threading.Lock()
@@ -174,6 +187,7 @@ class LocalBackend:
                     "threshold": self._threshold,
                     "flush_interval": self._flush_interval,
                     "tune_malloc": self._tune_malloc,
+                    "uploader": pickle.dumps(self._uploader) if self._uploader else b"",
                 }
                 self._wake_r, self._wake_w = os.pipe()
                 for slot in self._slots:
@@ -436,6 +450,10 @@ class LocalBackend:
                 for path in header:
                     if not self._unhold_shared(path, proc):
                         self._unhold(path, proc)
+        elif kind == Kind.TICKET:  # a round trip to the SuperLink: not in the receiver
+            threading.Thread(
+                target=self._answer_ticket, args=(proc, *header), name="glade-bulk-ticket"
+            ).start()
         elif kind == Kind.READY:
             with self._cond:
                 proc.ready = True
@@ -448,6 +466,15 @@ class LocalBackend:
                 lost, slot.pending = list(slot.pending.values()), {}
                 self._cond.notify_all()
             self._deliver([Message.error_reply(_unanswered(md), slot.broken) for md in lost])
+
+    def _answer_ticket(self, proc: WorkerProcess, request: int, size: int) -> None:
+        ticket = None
+        if self._upload_ticket is not None:
+            try:
+                ticket = self._upload_ticket(size)
+            except Exception as exc:  # the worker then leaves the upload to the node
+                logger.debug("no upload ticket for a worker: %s", exc)
+        proc.send(control(Kind.TICKET, (request, ticket)))
 
     def _unhold(self, path: str, proc: WorkerProcess) -> None:
         """``proc`` no longer uses segment ``path`` (lock held): free it once nobody does."""

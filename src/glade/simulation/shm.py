@@ -283,14 +283,24 @@ class SharedBuffers:
     then tells its workers where the bytes are (file, offset) instead of copying them into a
     segment of its own. Each buffer is a file of its own in a private folder; it is deleted,
     and its memory returned, as soon as no view of it is left in this process and every
-    backend that sent it has let go of it (:meth:`hold` / :meth:`release`). Buffers are not
-    kept for reuse: a free model-sized buffer would double the memory of a node between the
-    instruction and the reply. Safe to use from many threads.
+    backend that sent it has let go of it (:meth:`hold` / :meth:`release`). Safe to use
+    from many threads.
+
+    With ``keep_spare``, the last buffer freed is kept (one at most) and handed out again by
+    the next :meth:`allocate` of its size: a node receiving a model of the same size every
+    round then writes into memory it has already, instead of into new pages the kernel must
+    find and clear (in a virtual machine, often pages the host has taken back). The owner
+    calls :meth:`drop_spare` whenever the spare would add to its peak memory (a SuperNode:
+    when its ClientApp process copies a reply into shared memory instead of uploading it).
     """
 
-    def __init__(self, root: str | Path | None = None, *, min_size: int = 1 << 20) -> None:
+    def __init__(
+        self, root: str | Path | None = None, *, min_size: int = 1 << 20, keep_spare: bool = False
+    ) -> None:
         self._root = root
         self.min_size = min_size
+        self._keep_spare = keep_spare
+        self._spare: _Entry | None = None  # freed, kept for the next allocate() of its size
         self._dir: RunDir | None = None
         self._lock = threading.Lock()
         self._count = 0
@@ -316,14 +326,20 @@ class SharedBuffers:
             return None
         with self._lock:
             closed = self._closed
-            if not closed:
+            spare, self._spare = self._spare, None
+            if not closed and (spare is None or spare.capacity != nbytes):
                 if self._dir is None:
                     self._dir = RunDir(self._root)
                 self._count += 1
                 path = self._dir.file(f"in{self._count}")
         self._settle()
+        if spare is not None and (closed or spare.capacity != nbytes):
+            _delete(spare)  # another size: its memory goes before the new buffer's comes
+            spare = None
         if closed:
             return None
+        if spare is not None:
+            return self._reuse(spare)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o600)
         except OSError:
@@ -340,7 +356,22 @@ class SharedBuffers:
                 os.unlink(path)
             return None
         anchor: np.ndarray[Any, np.dtype[np.uint8]] = np.frombuffer(mapping, np.uint8)
-        entry = _Entry(path, mapping, nbytes, address(anchor.data))
+        return self._register(_Entry(path, mapping, nbytes, address(anchor.data)), anchor, fd)
+
+    def _reuse(self, entry: _Entry) -> SharedBuffer | None:
+        """Hand out the spare ``entry`` again (its file and mapping as they are)."""
+        try:
+            fd = os.open(entry.path, os.O_RDWR | _CLOEXEC)
+        except OSError:
+            _delete(entry)
+            return None
+        entry.holds, entry.viewed = 0, True
+        return self._register(entry, np.frombuffer(entry.mapping, np.uint8), fd)
+
+    def _register(
+        self, entry: _Entry, anchor: np.ndarray[Any, np.dtype[np.uint8]], fd: int
+    ) -> SharedBuffer:
+        path = entry.path
         with self._lock:
             self._by_path[path] = entry
             i = bisect.bisect(self._starts, entry.start)
@@ -376,6 +407,13 @@ class SharedBuffers:
                 self._free_if_done(entry)
         self._settle()
 
+    def drop_spare(self) -> None:
+        """Free the spare buffer now, if one is kept (see ``keep_spare``)."""
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            _delete(spare)
+
     def active(self) -> int:
         """How many buffers are in use (allocated and not freed yet)."""
         self._settle()
@@ -387,6 +425,9 @@ class SharedBuffers:
         with self._lock:
             self._closed = True
             folder, self._dir = self._dir, None
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            _delete(spare)
         if folder is not None:
             folder.remove()
 
@@ -417,10 +458,19 @@ class SharedBuffers:
         i = bisect.bisect_left(self._starts, entry.start)
         del self._starts[i]
         del self._by_start[i]
-        with contextlib.suppress(OSError):
-            os.unlink(entry.path)
-        with contextlib.suppress(BufferError):  # a view left: unmapped when it goes
-            entry.mapping.close()
+        gone: _Entry | None = entry
+        if self._keep_spare and not self._closed:
+            gone, self._spare = self._spare, entry  # the newest is kept: the older goes
+        if gone is not None:
+            _delete(gone)
+
+
+def _delete(entry: _Entry) -> None:
+    """Delete a buffer's file and unmap it (a view left: unmapped when it goes)."""
+    with contextlib.suppress(OSError):
+        os.unlink(entry.path)
+    with contextlib.suppress(BufferError):
+        entry.mapping.close()
 
 
 class SharedBuffer:

@@ -19,9 +19,10 @@ import io
 import pickle
 import struct
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from glade.array import Array, StoredArray
 from glade.simulation.shm import address
 
 __all__ = ["BufferTable", "Entry", "Kind", "control", "dump_each", "finish", "load_each", "parse"]
@@ -34,9 +35,10 @@ Store = Callable[[list[memoryview]], tuple[str, list[int], int]]
 
 
 class Kind:
-    """Frame kinds. Both ways: RELEASE (segments the sender no longer uses). Parent ->
-    worker: BATCH, DROP (segments deleted), STOP. Worker -> parent: READY, LOAD_FAILED,
-    REPLIES."""
+    """Frame kinds. Both ways: RELEASE (segments the sender no longer uses), TICKET (a
+    worker asks for a bulk-port upload ticket: ``(request, size)``; the answer is
+    ``(request, ticket or None)``). Parent -> worker: BATCH, DROP (segments deleted), STOP.
+    Worker -> parent: READY, LOAD_FAILED, REPLIES."""
 
     BATCH = 1
     DROP = 2
@@ -45,6 +47,7 @@ class Kind:
     READY = 5
     LOAD_FAILED = 6
     REPLIES = 7
+    TICKET = 8
 
 
 class BufferTable:
@@ -82,12 +85,19 @@ class BufferTable:
 
 
 def dump_each(
-    objs: Iterable[Any], *, threshold: int, store: Store
+    objs: Iterable[Any],
+    *,
+    threshold: int,
+    store: Store,
+    stored: Mapping[int, str] | None = None,
 ) -> tuple[io.BytesIO, list[Entry]]:
     """Pickle each object on its own; ``store`` writes the large buffers of each to a segment.
 
     If ``store`` raises :class:`OSError` (shared memory is full), that object's buffers go
-    in-band instead: slower, but the reply still arrives.
+    in-band instead: slower, but the reply still arrives. ``stored`` maps ``id(array)`` to
+    the content id of each :class:`~glade.Array` whose bytes were stored elsewhere already:
+    those are pickled as a :class:`~glade.array.StoredArray` (dtype, shape, id), bytes left
+    out.
     """
     out = io.BytesIO()
     large: list[memoryview] = []
@@ -100,7 +110,11 @@ def dump_each(
         large.append(view)
         return False
 
-    pickler = pickle.Pickler(out, protocol=5, buffer_callback=callback)
+    pickler = (
+        _StoredPickler(out, stored, protocol=5, buffer_callback=callback)
+        if stored
+        else pickle.Pickler(out, protocol=5, buffer_callback=callback)
+    )
     entries: list[Entry] = []
     for obj in objs:
         start = out.tell()
@@ -124,6 +138,20 @@ def dump_each(
             entries.append((out.tell(), path, capacity, spans))
         large.clear()
     return out, entries
+
+
+class _StoredPickler(pickle.Pickler):
+    """Pickles the Arrays named in ``stored`` as StoredArrays (see :func:`dump_each`)."""
+
+    def __init__(self, out: io.BytesIO, stored: Mapping[int, str], **kwargs: Any) -> None:
+        super().__init__(out, **kwargs)
+        self._stored = stored
+
+    def reducer_override(self, obj: Any) -> Any:
+        object_id = self._stored.get(id(obj)) if isinstance(obj, Array) else None
+        if object_id is None:
+            return NotImplemented
+        return (StoredArray, (obj.dtype, obj.shape, object_id))
 
 
 def load_each(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import logging
 import mmap
 import os
 import pickle
@@ -24,14 +25,16 @@ import threading
 import time
 import traceback
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import numpy as np
 
 from glade.client import ClientApp
 from glade.context import Context
+from glade.errors import GladeError
 from glade.message import Error, ErrorCode, Message
 from glade.simulation.backend import ClientAppSpec, NodeSpec, make_context
 from glade.simulation.shm import MappingCache, SegmentPool, map_file
@@ -40,7 +43,10 @@ from glade.simulation.wire import Kind, control, dump_each, finish, parse
 __all__ = ["COMMAND", "WorkerInit", "main", "tune_malloc"]
 
 COMMAND = "from glade.simulation.worker import main; main()"
+logger = logging.getLogger(__name__)
 STOP_GRACE_S = 0.3  # after STOP, a handler that does not return is cut short
+TICKET_WAIT_S = 10.0  # how long a worker waits for the parent to get it an upload ticket
+UPLOAD_PAUSE_S = 300.0  # after a failed upload, replies go through the parent for this long
 FLUSH_BYTES = 1 << 20  # replies holding this many array bytes go out without waiting
 
 
@@ -60,6 +66,26 @@ class WorkerInit:
     threshold: int
     flush_interval: float
     tune_malloc: bool = True
+    uploader: bytes = b""  # a pickled ReplyUploader, loaded once sys_path is in place
+
+
+Push = Callable[[int, memoryview], "str | None"]
+"""``push(node_id, data)``: upload bytes; the content id they were stored under, or None if
+there is no way now (OSError or GladeError if the upload failed)."""
+
+
+class ReplyUploader(Protocol):
+    """Moves the large arrays of a worker's replies out of the process itself, instead of
+    through shared memory to the parent: a SuperNode's ClientApp process uploads them to
+    the SuperLink's bulk port (:class:`~glade.transport.bulk.BulkTarget`). It travels to the
+    worker in its :class:`WorkerInit` (picklable); ``connect(ticket)`` is called there once,
+    where ``ticket(size)`` asks the parent for what an upload needs (None: nothing now)."""
+
+    @property
+    def min_bytes(self) -> int:
+        """Smaller arrays stay with the replies."""
+
+    def connect(self, ticket: Callable[[int], Any]) -> Push: ...
 
 
 def main() -> None:
@@ -130,11 +156,20 @@ class Worker:
             self._status = memoryview(mmap.mmap(fd, 16)).cast("q")
         finally:
             os.close(fd)
+        self._upload_min = 0
+        self._push: Push | None = None  # set in run(), see ReplyUploader
+        self._tickets: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        self._ticket_seq = 0
+        self._push_paused_until = 0.0
 
     def run(self) -> None:
         threading.Thread(target=self._read_loop, name="glade-worker-reader", daemon=True).start()
         try:
             app = _load(self._init)
+            if self._init.uploader:  # after _load: its module may be on the app's sys_path
+                uploader: ReplyUploader = pickle.loads(self._init.uploader)
+                self._upload_min = uploader.min_bytes
+                self._push = uploader.connect(self._ticket)
         except BaseException as exc:
             text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             cause = exc.__cause__ or exc.__context__
@@ -165,6 +200,9 @@ class Worker:
             if frame[-1] == Kind.RELEASE:
                 self._pool.release(parse(frame)[1])
                 self._inbox.put(b"")  # the main thread collects them (see SegmentPool)
+                continue
+            if frame[-1] == Kind.TICKET:
+                self._tickets.put(parse(frame)[1])
                 continue
             if frame[-1] == Kind.STOP:
                 self._stopping = True
@@ -261,7 +299,7 @@ class Worker:
             return
         replies, self._outbox, self._outbox_bytes = self._outbox, [], 0
         try:
-            frame = self._pack(replies)
+            frame = self._pack(replies, self._upload(replies))
         except Exception as exc:  # e.g. /dev/shm full
             error = Error(
                 code=ErrorCode.UNKNOWN,
@@ -270,9 +308,60 @@ class Worker:
             frame = self._pack([Message(error=error, metadata=m.metadata) for m in replies])
         self._send(frame)
 
-    def _pack(self, replies: list[Message]) -> memoryview:
-        out, entries = dump_each(replies, threshold=self._init.threshold, store=self._pool.write)
+    def _pack(self, replies: list[Message], stored: dict[int, str] | None = None) -> memoryview:
+        out, entries = dump_each(
+            replies, threshold=self._init.threshold, store=self._pool.write, stored=stored
+        )
         return finish(out, Kind.REPLIES, (entries, self._pool.take_dropped()))
+
+    # -- uploads (a SuperNode's worker, see ReplyUploader) --------------------------------
+    def _upload(self, replies: list[Message]) -> dict[int, str]:
+        """Upload the large arrays of ``replies`` with the :class:`ReplyUploader`;
+        ``id(array)`` -> the content id each was stored under. The parent then gets the
+        replies with those ids and never holds their bytes: no copy into shared memory, no
+        read of it. Whatever fails (no ticket, the port unreachable) leaves the rest to the
+        parent, which moves them as before."""
+        push = self._push
+        stored: dict[int, str] = {}
+        if push is None or time.monotonic() < self._push_paused_until:
+            return stored
+        for reply in replies:
+            records = reply.content.array_records.values() if reply.content is not None else ()
+            node_id = reply.metadata.src_node_id
+            for array in (a for record in records for a in record.values()):
+                if array.nbytes < self._upload_min or id(array) in stored:
+                    continue
+                try:
+                    object_id = push(node_id, array.memoryview())
+                except (OSError, GladeError) as exc:
+                    self._push_paused_until = time.monotonic() + UPLOAD_PAUSE_S
+                    logger.warning(
+                        "the ClientApp process could not upload a reply array (%s); the "
+                        "node moves the replies for the next %g s",
+                        exc,
+                        UPLOAD_PAUSE_S,
+                    )
+                    return stored
+                if object_id is None:  # no ticket now: the node moves the rest
+                    return stored
+                stored[id(array)] = object_id
+        return stored
+
+    def _ticket(self, size: int) -> Any:
+        """What uploading ``size`` bytes needs, asked of the parent (a SuperNode: a ticket
+        from the SuperLink); None if the parent has none for it now."""
+        self._ticket_seq += 1
+        request = self._ticket_seq
+        self._send(control(Kind.TICKET, (request, size)))
+        deadline = time.monotonic() + TICKET_WAIT_S
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                answer, ticket = self._tickets.get(timeout=left)
+            except queue.Empty:
+                break
+            if answer == request:  # answers that came too late are dropped
+                return ticket
+        return None
 
     def _send(self, frame: bytes | memoryview) -> None:
         try:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from glade.errors import LimitExceededError, NotFoundError
 from glade.superlink.garbage import GarbageCollector
-from glade.superlink.object_store import ObjectStore, check_object_id, object_path
+from glade.superlink.object_store import ObjectStore, check_object_id, commit_temp
 from glade.transport.bulk import MAGIC, TICKET_BYTES, BulkError, receive_into, recv_exact
 
 __all__ = ["BulkServer", "Grant", "Tickets", "server_context"]
@@ -251,9 +251,7 @@ class BulkServer:
                     b"ER" + f"the bytes hash to {digest}, not to {grant.object_id}".encode()
                 )
                 return False
-            final = object_path(self.store.root, digest)
-            final.parent.mkdir(exist_ok=True)
-            os.replace(tmp, final)
+            commit_temp(self.store.root, digest, tmp)
             self.garbage.pin(owner, [digest])
             conn.sendall(b"OK" + digest.encode("ascii"))
             return True

@@ -86,13 +86,20 @@ def write_temp(root: str | Path, data: memoryview) -> Path:
 
 
 def commit_temp(root: str | Path, object_id: str, tmp: Path) -> None:
-    """Rename a :func:`write_temp` file into place as ``object_id`` (trusted to be its id);
-    if the object is stored already, the file is deleted instead."""
+    """Rename a temporary file of the store into place as ``object_id`` (its verified or
+    trusted id). If the object is stored already, the file is deleted instead and the stored
+    one counts as new for the garbage collector's grace period: renaming over a file would
+    make ext4 write the new one out to disk at once (its replace-via-rename heuristic), which
+    took 0.2-0.3 s of the round for a 400 MB reply."""
     try:
         final = object_path(root, object_id)
-        if not final.exists():
-            final.parent.mkdir(exist_ok=True)
-            os.replace(tmp, final)
+        try:
+            os.utime(final)
+            return
+        except FileNotFoundError:
+            pass
+        final.parent.mkdir(exist_ok=True)
+        os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -424,9 +431,7 @@ class _Writer:
             )
         os.close(self._fd)
         self._fd = -1
-        final = object_path(root, actual)
-        final.parent.mkdir(exist_ok=True)
-        os.replace(self._tmp, final)  # the same bytes, if it was there already
+        commit_temp(root, actual, self._tmp)
         return actual
 
     def discard(self) -> None:

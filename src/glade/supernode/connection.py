@@ -263,6 +263,20 @@ class GrpcConnection:
             return None
         return self._bulk
 
+    def upload_ticket(self, node_id: int, size: int) -> Ticket | None:
+        """A ticket for another process of this node (its ClientApp process) to upload
+        ``size`` bytes over the bulk port (see :class:`~glade.transport.bulk.BulkTarget`);
+        None when there is none to be had now: a small object, no bulk port, bulk paused
+        after a failure, or the SuperLink could not be asked (the node then moves the bytes
+        itself, as usual)."""
+        if self._bulk_client(size) is None:
+            return None
+        try:
+            return self._open_ticket(node_id, "", True, size)
+        except GladeError as exc:
+            logger.debug("no upload ticket: %s", exc)
+            return None
+
     def _bulk_failed(self, exc: BaseException) -> None:
         if self._closed:  # stopping: the gRPC fallback fails at once, as it should
             return

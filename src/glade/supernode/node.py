@@ -47,7 +47,7 @@ from glade.supernode.config import SuperNodeConfig
 from glade.supernode.connection import Connection, GrpcConnection
 from glade.supernode.identity import NodeIdentity
 from glade.supernode.runs import PreparedRun, RunApp
-from glade.transport.bulk import client_context
+from glade.transport.bulk import BulkTarget, Ticket, client_context
 from glade.transport.tls import channel_credentials
 
 __all__ = ["SuperNode"]
@@ -90,6 +90,7 @@ class SuperNode:
         self._node_id = 0
         self._heartbeat_s = config.heartbeat_interval_s or 5.0
         self._started = False
+        self._bulk_target: BulkTarget | None = None
 
     @property
     def node_id(self) -> int:
@@ -121,8 +122,10 @@ class SuperNode:
         if data_dir is None:
             self._tmp_dir = data_dir = Path(tempfile.mkdtemp(prefix="glade-supernode-"))
         self._identity = NodeIdentity(data_dir)
-        # Large arrays are received into shared memory, which the ClientApp processes map.
-        self._shared = SharedBuffers(min_size=_SHARED_MIN_BYTES)
+        # Large arrays are received into shared memory, which the ClientApp processes map;
+        # the last buffer is kept for the next model of its size while the ClientApp
+        # processes upload their replies themselves (else the spare would add to the peak)
+        self._shared = SharedBuffers(min_size=_SHARED_MIN_BYTES, keep_spare=self.config.bulk)
         tune_malloc()
         self._started = True
         cfg = self.config
@@ -138,6 +141,8 @@ class SuperNode:
             bulk=cfg.bulk,
             bulk_context=_bulk_context(cfg),
         )
+        # the ClientApp processes upload large replies themselves (tickets from this node)
+        self._bulk_target = _bulk_target(cfg) if hasattr(self._conn, "upload_ticket") else None
         if key is not None:
             logger.info("signing Fleet requests with node key %s", key.public_key.fingerprint)
         self._bundles = BundleCache(
@@ -305,8 +310,17 @@ class SuperNode:
                 backoff=self._backoff(),
                 startup_timeout_s=self.config.app_startup_timeout_s,
                 shared=self._shared,
+                uploader=self._bulk_target,
+                upload_ticket=self._upload_ticket,
             )
         return app
+
+    def _upload_ticket(self, size: int) -> Ticket | None:
+        upload_ticket = getattr(self._conn, "upload_ticket", None)  # a test's may have none
+        ticket = None if upload_ticket is None else upload_ticket(self._node_id, size)
+        if ticket is None:  # the reply comes through shared memory: make room for it
+            self._shared.drop_spare()
+        return ticket
 
     def _prepare(self, run_id: int) -> PreparedRun:
         run = self._conn.get_run(self._node_id, run_id)
@@ -425,6 +439,22 @@ def _close_all(apps: Sequence[RunApp], *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _bulk_target(cfg: SuperNodeConfig) -> BulkTarget | None:
+    """How the node's ClientApp processes reach the bulk port (the node's TLS files)."""
+    if not cfg.bulk:
+        return None
+    host = cfg.superlink.rpartition(":")[0]
+    if cfg.insecure or cfg.root_certificates is None:
+        return BulkTarget(host, timeout_s=cfg.rpc_timeout_s)
+    return BulkTarget(
+        host,
+        root_certificates=str(cfg.root_certificates),
+        certfile=str(cfg.ssl_certfile) if cfg.ssl_certfile else None,
+        keyfile=str(cfg.ssl_keyfile) if cfg.ssl_keyfile else None,
+        timeout_s=cfg.rpc_timeout_s,
+    )
 
 
 def _bulk_context(cfg: SuperNodeConfig) -> ssl.SSLContext | None:

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glade.errors import AppLoadError, ConfigError, GladeError, SerdeError, TransportError
 from glade.message import Error, ErrorCode, Message
@@ -26,6 +26,9 @@ from glade.simulation.backend import ClientAppSpec, NodeSpec, ReplyCallback
 from glade.simulation.local import LocalBackend
 from glade.simulation.shm import SharedBuffers
 from glade.supernode.backoff import Backoff
+
+if TYPE_CHECKING:  # pragma: no cover
+    from glade.simulation.worker import ReplyUploader
 
 __all__ = ["PreparedRun", "RunApp"]
 
@@ -63,7 +66,11 @@ class RunApp:
         backoff: Backoff,
         startup_timeout_s: float = 300.0,
         shared: SharedBuffers | None = None,
+        uploader: ReplyUploader | None = None,
+        upload_ticket: Callable[[int], Any] | None = None,
     ) -> None:
+        """``uploader`` and ``upload_ticket``: the process uploads its large reply arrays
+        itself (see :class:`~glade.simulation.local.LocalBackend`)."""
         self.run_id = run_id
         self._node = node
         self._prepare = prepare
@@ -71,6 +78,8 @@ class RunApp:
         self._backoff = backoff
         self._startup_timeout_s = startup_timeout_s
         self._shared = shared
+        self._uploader = uploader
+        self._upload_ticket = upload_ticket
         self._queue: queue.SimpleQueue[list[Message] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -145,7 +154,11 @@ class RunApp:
         if prepared is None:
             return None
         backend = LocalBackend(
-            num_workers=1, startup_timeout=self._startup_timeout_s, shared=self._shared
+            num_workers=1,
+            startup_timeout=self._startup_timeout_s,
+            shared=self._shared,
+            uploader=self._uploader,
+            upload_ticket=self._upload_ticket,
         )
         with self._lock:
             if self._closed.is_set():

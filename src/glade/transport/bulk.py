@@ -24,6 +24,7 @@ import ssl
 import struct
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from glade import digest
@@ -37,6 +38,7 @@ __all__ = [
     "TICKET_BYTES",
     "BulkClient",
     "BulkError",
+    "BulkTarget",
     "Ticket",
     "client_context",
     "receive_hashed",
@@ -54,7 +56,7 @@ MIN_BULK_BYTES = 1024 * 1024
 _ERROR_MAX = 1024
 
 
-class BulkError(Exception):
+class BulkError(ConnectionError):
     """The bulk path failed (the caller falls back to gRPC)."""
 
 
@@ -171,6 +173,38 @@ def client_context(
     if certfile is not None:
         context.load_cert_chain(str(certfile), str(keyfile) if keyfile else None)
     return context
+
+
+@dataclass(frozen=True, slots=True)
+class BulkTarget:
+    """How another process of a node (its ClientApp process) uploads to the same bulk port:
+    the SuperLink's host and the files of the node's TLS settings (all picklable). The
+    tickets still come from the node, which alone talks to the Fleet API. A
+    :class:`~glade.simulation.worker.ReplyUploader`."""
+
+    host: str
+    root_certificates: str | None = None  # None: plain TCP, as the node's Fleet channel
+    certfile: str | None = None
+    keyfile: str | None = None
+    timeout_s: float = 30.0
+    min_bytes: int = MIN_BULK_BYTES
+
+    def connect(
+        self, ticket: Callable[[int], Ticket | None]
+    ) -> Callable[[int, memoryview], str | None]:
+        """``push(node_id, data)`` of a :class:`BulkClient` whose upload tickets come from
+        ``ticket(size)``."""
+        return self.client(lambda _node, _object, _upload, size: ticket(size)).push
+
+    def client(self, open_ticket: Callable[[int, str, bool, int], Ticket | None]) -> BulkClient:
+        context = None
+        if self.root_certificates is not None:
+            context = client_context(
+                Path(self.root_certificates),
+                Path(self.certfile) if self.certfile else None,
+                Path(self.keyfile) if self.keyfile else None,
+            )
+        return BulkClient(self.host, open_ticket, context=context, timeout_s=self.timeout_s)
 
 
 class BulkClient:
