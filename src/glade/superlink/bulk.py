@@ -22,7 +22,6 @@ import secrets
 import socket
 import ssl
 import struct
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -32,7 +31,7 @@ from pathlib import Path
 
 from glade.errors import LimitExceededError, NotFoundError
 from glade.superlink.garbage import GarbageCollector
-from glade.superlink.object_store import ObjectStore, check_object_id, commit_temp
+from glade.superlink.object_store import ObjectStore, check_object_id, commit_temp, new_temp
 from glade.transport.bulk import MAGIC, TICKET_BYTES, BulkError, receive_into, recv_exact
 
 __all__ = ["BulkServer", "Grant", "Tickets", "server_context"]
@@ -219,10 +218,10 @@ class BulkServer:
 
     def _send(self, conn: socket.socket, grant: Grant) -> bool:
         try:
-            f = open(self.store.path(grant.object_id), "rb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:
+            fd = self.store.open_locked(grant.object_id)
+        except NotFoundError:
             return False  # collected meanwhile: the node falls back (NOT_FOUND there)
-        with f:
+        with open(fd, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             conn.sendall(b"OK" + struct.pack(">Q", size))
             conn.sendfile(f, 0, size)
@@ -232,8 +231,7 @@ class BulkServer:
         owner: Hashable = ("node", grant.node_id)
         if grant.object_id:  # pinned before it lands: the GC may run meanwhile
             self.garbage.pin(owner, [grant.object_id])
-        fd, name = tempfile.mkstemp(dir=self.store.root / "tmp", prefix="bulk-")
-        tmp = Path(name)
+        fd, tmp = new_temp(self.store.root, grant.size, prefix="bulk-")
         try:
             os.ftruncate(fd, grant.size)
 

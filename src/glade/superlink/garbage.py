@@ -82,6 +82,7 @@ class GarbageCollector:
     def collect(self, *, force: bool = False) -> list[str]:
         """Delete the objects nothing keeps; returns their ids."""
         keep = self.pinned()  # pins first: a pin is released only after its reference is stored
+        self._store.expire_spares()
         with self._lock:
             if not (self._dirty or force):
                 return []

@@ -19,11 +19,15 @@ import re
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 from glade import digest
 from glade.errors import InvalidArgumentError, LimitExceededError, NotFoundError, SerdeError
+from glade.superlink import spares
 from glade.transport.chunks import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_OBJECT_SIZE
 from glade.transport.object_wire import encode_chunk
 from glade.transport.v1 import message_pb2 as pb
@@ -32,6 +36,7 @@ __all__ = [
     "ObjectStore",
     "commit_temp",
     "map_object",
+    "new_temp",
     "object_path",
     "write_object",
     "write_temp",
@@ -75,14 +80,26 @@ def write_temp(root: str | Path, data: memoryview) -> Path:
 
     With their id not known yet: a caller may hash them meanwhile, in another thread.
     """
-    fd, tmp = tempfile.mkstemp(dir=Path(root) / "tmp", prefix="local-")
+    fd, tmp = new_temp(root, data.nbytes, prefix="local-")
     try:
         with open(fd, "wb", closefd=True) as out:
             out.write(data)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return Path(tmp)
+    return tmp
+
+
+def new_temp(root: str | Path, size: int, *, prefix: str) -> tuple[int, Path]:
+    """A temporary file of the store under ``root`` to write ``size`` bytes into (all of
+    them): a spare (see :mod:`glade.superlink.spares`) if one fits, else a new file. Its
+    descriptor (the caller closes it before :func:`commit_temp`) and path."""
+    tmp_dir = Path(root) / "tmp"
+    spare = spares.claim(tmp_dir, size)
+    if spare is not None:
+        return spare
+    fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=prefix)
+    return fd, Path(name)
 
 
 def commit_temp(root: str | Path, object_id: str, tmp: Path) -> None:
@@ -105,11 +122,24 @@ def commit_temp(root: str | Path, object_id: str, tmp: Path) -> None:
 
 
 def map_object(path: str | Path) -> memoryview:
-    """A read-only memory map of a stored object's file (pages load only when touched)."""
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return memoryview(b"")
-        return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+    """A read-only memory map of a stored object's file (pages load only when touched).
+
+    A large object's file stays open, under a shared lock, for as long as any view of the
+    map is alive: the store does not recycle it meanwhile (see :mod:`~glade.superlink.spares`).
+    """
+    fd = spares.open_locked(path)
+    try:
+        size = os.fstat(fd).st_size
+        mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if size else None
+    except BaseException:
+        os.close(fd)
+        raise
+    if mapping is None or size < spares.SPARE_MIN_BYTES:
+        os.close(fd)
+        return memoryview(mapping if mapping is not None else b"")
+    anchor: np.ndarray[tuple[int], np.dtype[np.uint8]] = np.frombuffer(mapping, np.uint8)
+    weakref.finalize(anchor, os.close, fd).atexit = False
+    return anchor.data
 
 
 class ObjectStore:
@@ -247,7 +277,7 @@ class ObjectStore:
 
     def _pieces(self, object_id: str, offset: int, step: int) -> Iterator[tuple[int, int, bytes]]:
         try:
-            fd = os.open(self.path(object_id), os.O_RDONLY)
+            fd = spares.open_locked(self.path(object_id))
         except FileNotFoundError:
             raise NotFoundError(f"object {object_id} is not stored here") from None
         total = os.fstat(fd).st_size
@@ -289,7 +319,18 @@ class ObjectStore:
         except FileNotFoundError:
             return False
 
+    def open_locked(self, object_id: str) -> int:
+        """A descriptor to read the object with; not recycled until it is closed."""
+        try:
+            return spares.open_locked(self.path(object_id))
+        except FileNotFoundError:
+            raise NotFoundError(f"object {object_id} is not stored here") from None
+
     # -- removing --------------------------------------------------------------------------
+    def expire_spares(self) -> None:
+        """Delete the spare files left unclaimed too long (see :mod:`~glade.superlink.spares`)."""
+        spares.expire(self._tmp)
+
     def delete(self, object_id: str) -> bool:
         try:
             self.path(object_id).unlink()
@@ -318,7 +359,8 @@ class ObjectStore:
             try:
                 if self.path(object_id).stat().st_mtime >= cutoff:
                     young += 1
-                elif self.delete(object_id):
+                else:
+                    spares.retire(self.path(object_id), self._tmp)  # or deleted
                     removed.append(object_id)
             except FileNotFoundError:
                 continue
