@@ -241,3 +241,33 @@ def test_threaded_spans_give_bit_for_bit_the_single_thread_result(uniform: bool)
         threaded = weighted_average(pairs)[0]
     assert threaded.tobytes() == single.tobytes()
     np.testing.assert_allclose(threaded, reference(replies, weights)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_the_finite_check_of_a_large_array_sums_spans_on_threads_and_misses_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from glade.strategies import aggregate
+    from glade.strategies.replies import all_finite
+
+    monkeypatch.setattr(aggregate, "_THREADS", 4)
+    monkeypatch.setattr(aggregate, "_PARALLEL_ELEMENTS", 1000)
+    spans_summed: list[int] = []
+    real_sum = np.sum
+
+    def counting_sum(a, *args, **kwargs):  # type: ignore[no-untyped-def]
+        spans_summed.append(np.size(a))
+        return real_sum(a, *args, **kwargs)
+
+    monkeypatch.setattr(aggregate.np, "sum", counting_sum)
+    x = np.full(300_000, 1.5, dtype=np.float32)  # several blocks of 64 Ki elements
+    assert all_finite(x)
+    # several spans, then the sum of their sums
+    assert len(spans_summed) >= 3 and sum(spans_summed[:-1]) == x.size
+    for bad in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y[-1] = bad  # in the last span
+        assert not all_finite(y)
+    huge = np.full(300_000, 3e38, dtype=np.float32)  # the sum overflows, the values do not
+    assert all_finite(huge)
+    huge[7] = np.inf
+    assert not all_finite(huge)

@@ -211,6 +211,24 @@ def _spans(size: int, block: int) -> list[tuple[int, int]]:
     return [(start, min(start + step, size)) for start in range(0, size, step)]
 
 
+def flat_sum(x: NDArray, dtype: np.dtype[Any]) -> Any:
+    """The sum of all elements of the contiguous ``x`` in ``dtype``, over spans summed on
+    the aggregation threads for large arrays (NaN and inf propagate as in one sum; the
+    order of the additions differs, so the rounding may)."""
+    flat = np.ravel(x)
+
+    def part(span: tuple[int, int]) -> Any:
+        with np.errstate(over="ignore", invalid="ignore"):  # per thread: the caller checks
+            return np.sum(flat[span[0] : span[1]], dtype=dtype)
+
+    spans = _spans(flat.size, max(1, _BLOCK_BYTES // flat.itemsize))
+    if len(spans) == 1:
+        return part(spans[0])
+    parts = np.array(list(_pool().map(part, spans)), dtype=dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.sum(parts, dtype=dtype)
+
+
 def _pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
