@@ -367,9 +367,17 @@ class ObjectStore:
         return removed, young
 
 
+def _mmap_behind(view: memoryview) -> mmap.mmap | None:
+    """The memory map under a view of :func:`map_object` (NumPy array and views between)."""
+    base: object = view.obj
+    while isinstance(base, np.ndarray | memoryview):
+        base = base.base if isinstance(base, np.ndarray) else base.obj
+    return base if isinstance(base, mmap.mmap) else None
+
+
 def _encode_mapped(object_id: str, view: memoryview, offset: int, step: int) -> Iterator[bytes]:
     total = len(view)
-    mapping = view.obj if isinstance(view.obj, mmap.mmap) else None
+    mapping = _mmap_behind(view)
     try:
         pos = offset
         while True:
