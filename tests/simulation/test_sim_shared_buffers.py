@@ -12,7 +12,8 @@ import pytest
 from sim_harness import StartBackend
 
 from glade import Array, ArrayRecord, ErrorCode, Message, RecordDict, keys
-from glade.simulation.shm import SegmentPool, SharedBuffers
+from glade.simulation.shared import SharedBuffers
+from glade.simulation.shm import SegmentPool
 
 
 @pytest.fixture

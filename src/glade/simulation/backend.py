@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from glade.client import ClientApp
 from glade.context import Context
+from glade.errors import ConfigError
 from glade.message import Message
 from glade.project import load_app
 
-__all__ = ["Backend", "ClientAppSpec", "NodeSpec", "ReplyCallback"]
+__all__ = [
+    "Backend",
+    "ClientAppSpec",
+    "NodeSpec",
+    "ReplyCallback",
+    "available_cpus",
+    "check_int",
+]
 
 ReplyCallback = Callable[[list[Message]], None]
 
@@ -80,3 +89,17 @@ def make_context(node: NodeSpec, *, run_id: int, run_config: Mapping[str, Any]) 
         node_config=dict(node.node_config),
         run_config=dict(run_config),
     )
+
+
+def available_cpus() -> int:
+    """CPUs this process may use (its affinity, where the OS has one)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    if affinity is not None:
+        return max(1, len(affinity(0)))
+    return os.cpu_count() or 1
+
+
+def check_int(name: str, value: Any, *, minimum: int) -> None:
+    """ConfigError unless ``value`` is an int (not a bool) of at least ``minimum``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import pickle
@@ -14,18 +13,34 @@ from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
 from glade.errors import AppLoadError, ConfigError
-from glade.message import Error, ErrorCode, Message, Metadata
-from glade.records import RecordDict
-from glade.simulation.backend import ClientAppSpec, NodeSpec, ReplyCallback
+from glade.message import Error, ErrorCode, Message
+from glade.simulation.backend import (
+    ClientAppSpec,
+    NodeSpec,
+    ReplyCallback,
+    available_cpus,
+    check_int,
+)
 from glade.simulation.process import (
+    Slot,
     WorkerProcess,
     crash_reply,
     describe_exit,
     pickle_spec,
     stop_all,
+    unanswered,
 )
-from glade.simulation.shm import RunDir, SegmentPool, SharedBuffers
-from glade.simulation.wire import BufferTable, Kind, control, finish, load_each, parse
+from glade.simulation.shared import SharedBuffers, SharedHolds
+from glade.simulation.shm import RunDir, SegmentPool
+from glade.simulation.wire import (
+    BufferTable,
+    Kind,
+    batch_spans,
+    control,
+    finish,
+    load_each,
+    parse,
+)
 from glade.simulation.worker import WorkerInit
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,22 +52,6 @@ logger = logging.getLogger(__name__)
 
 _POLL_S = 0.25  # how often the receiver checks for exits it cannot wait on (no pidfd)
 _CLOSED = "the local backend is shut down"
-
-
-class _Slot:
-    """A fixed share of the nodes (node ``i`` -> slot ``i % W``) and the process serving it."""
-
-    __slots__ = ("broken", "generation", "index", "nodes", "pending", "proc")
-
-    def __init__(self, index: int, nodes: list[NodeSpec]) -> None:
-        self.index = index
-        self.nodes = nodes
-        self.proc: WorkerProcess | None = None
-        # message id -> metadata of an instruction not yet answered: enough to answer it
-        # should its worker die, without holding on to its content (perhaps a whole model)
-        self.pending: dict[str, Metadata] = {}
-        self.broken: Error | None = None  # set when the ClientApp cannot be loaded here
-        self.generation = 0
 
 
 class LocalBackend:
@@ -77,7 +76,7 @@ class LocalBackend:
       and for ``shutdown`` to stop them (then they are killed).
     - ``tune_malloc``: let workers keep freed memory for reuse (glibc), which makes arrays
       allocated anew every round much cheaper; ``False`` returns memory to the OS eagerly.
-    - ``shared``: a :class:`~glade.simulation.shm.SharedBuffers` whose buffers the caller
+    - ``shared``: a :class:`~glade.simulation.shared.SharedBuffers` whose buffers the caller
       filled (a SuperNode receives models into them): arrays over them reach the workers
       by reference, without a copy.
     - ``uploader`` and ``upload_ticket``: the workers upload their large reply arrays
@@ -106,9 +105,9 @@ class LocalBackend:
         upload_ticket: Callable[[int], Any] | None = None,
     ) -> None:
         if num_workers is None:
-            num_workers = _available_cpus()
-        _check_int("num_workers", num_workers, minimum=1)
-        _check_int("shm_threshold", shm_threshold, minimum=1)
+            num_workers = available_cpus()
+        check_int("num_workers", num_workers, minimum=1)
+        check_int("shm_threshold", shm_threshold, minimum=1)
         for name, value in (
             ("flush_interval", flush_interval),
             ("startup_timeout", startup_timeout),
@@ -124,15 +123,13 @@ class LocalBackend:
         self._stop_timeout = float(stop_timeout)
         self._tune_malloc = bool(tune_malloc)
         self._cond = threading.Condition()
-        self._slots: list[_Slot] = []
-        self._slot_of: dict[int, _Slot] = {}
+        self._slots: list[Slot] = []
+        self._slot_of: dict[int, Slot] = {}
         self._pool: SegmentPool | None = None  # segments of the instructions' large buffers
         self._holders: dict[str, set[WorkerProcess]] = {}  # segment -> workers that use it
-        self._shared = shared
+        self._shared = SharedHolds(shared)  # the caller's buffers sent, and to whom
         self._uploader = uploader if upload_ticket is not None else None
         self._upload_ticket = upload_ticket
-        # shared buffer -> how many batches sent to each worker still use it
-        self._shared_holds: dict[str, collections.Counter[WorkerProcess]] = {}
         self._write_lock = threading.Lock()
         self._template: dict[str, Any] = {}
         self._on_replies: ReplyCallback | None = None
@@ -175,7 +172,7 @@ class LocalBackend:
                 self._run_dir = RunDir(self._shm_dir)
                 self._pool = SegmentPool(str(self._run_dir.path), "m")
                 count = min(self.num_workers, len(nodes))
-                self._slots = [_Slot(i, list(nodes[i::count])) for i in range(count)]
+                self._slots = [Slot(i, list(nodes[i::count])) for i in range(count)]
                 self._slot_of = {n.node_id: s for s in self._slots for n in s.nodes}
                 self._template = {
                     "spec": spec,
@@ -201,7 +198,7 @@ class LocalBackend:
             self.shutdown()
             raise
 
-    def _launch(self, slot: _Slot) -> None:
+    def _launch(self, slot: Slot) -> None:
         """Start a worker for ``slot`` (lock held)."""
         assert self._run_dir is not None
         slot.generation += 1
@@ -248,10 +245,7 @@ class LocalBackend:
             proc.close()
         self._holders.clear()
         with self._cond:
-            shared_holds, self._shared_holds = self._shared_holds, {}
-        for path in shared_holds:
-            assert self._shared is not None
-            self._shared.release(path)
+            self._shared.release_all()
         with self._write_lock:
             if self._pool is not None:
                 self._pool.close()
@@ -271,7 +265,7 @@ class LocalBackend:
         # (those already in the caller's shared buffers are sent by reference).
         table = BufferTable(self._threshold)
         dumped = [(slot, batch, *table.dump(batch)) for slot, batch in groups.items()]
-        places = self._locate(table.buffers)
+        places = self._shared.locate(table.buffers)
         own = [buf for buf, place in zip(table.buffers, places, strict=True) if place is None]
         try:
             segment, offsets, capacity, dropped = self._write(own)
@@ -280,7 +274,7 @@ class LocalBackend:
             table = BufferTable(sys.maxsize)
             dumped = [(slot, batch, *table.dump(batch)) for slot, batch in groups.items()]
             segment, offsets, capacity, dropped, places = None, [], 0, [], []
-        spans_of = _spans(table.buffers, places, offsets)
+        spans_of = batch_spans(table.buffers, places, offsets)
         with self._cond:
             holders: set[WorkerProcess] = set()
             for slot, batch, out, used in dumped:
@@ -294,7 +288,7 @@ class LocalBackend:
                 in_segment = any(len(span) == 2 for span in spans)
                 header = (segment if in_segment else None, capacity, spans)
                 for path in {span[2] for span in spans if len(span) == 4}:
-                    self._hold_shared(path, proc)
+                    self._shared.hold(path, proc)
                 proc.send(finish(out, Kind.BATCH, header))
                 if in_segment:
                     holders.add(proc)
@@ -306,39 +300,6 @@ class LocalBackend:
                 if slot.proc is not None:
                     slot.proc.send(control(Kind.DROP, dropped))
         self._deliver(failed)
-
-    def _locate(self, buffers: list[memoryview]) -> list[tuple[str, int, int] | None]:
-        """Where each buffer lies in the caller's shared buffers (None: not there)."""
-        shared = self._shared
-        if shared is None:
-            return [None] * len(buffers)
-        return [shared.locate(buf) for buf in buffers]
-
-    def _hold_shared(self, path: str, proc: WorkerProcess) -> None:
-        """A batch sent to ``proc`` uses shared buffer ``path`` (lock held)."""
-        assert self._shared is not None
-        holds = self._shared_holds.get(path)
-        if holds is None:
-            holds = self._shared_holds[path] = collections.Counter()
-            self._shared.hold(path)
-        holds[proc] += 1
-
-    def _unhold_shared(self, path: str, proc: WorkerProcess, *, every: bool = False) -> bool:
-        """``proc`` let go of shared buffer ``path`` (once, or ``every`` time); lock held.
-
-        Returns False if ``path`` is not a shared buffer this backend sent."""
-        holds = self._shared_holds.get(path)
-        if holds is None:
-            return False
-        if every or holds[proc] <= 1:
-            holds.pop(proc, None)
-        else:
-            holds[proc] -= 1
-        if not holds:
-            del self._shared_holds[path]
-            assert self._shared is not None
-            self._shared.release(path)
-        return True
 
     def _warn_full(self, exc: OSError) -> None:
         if not self._warned_full:
@@ -354,9 +315,9 @@ class LocalBackend:
 
     def _group(
         self, messages: Sequence[Message]
-    ) -> tuple[dict[_Slot, list[Message]], list[Message]]:
+    ) -> tuple[dict[Slot, list[Message]], list[Message]]:
         """Messages per worker slot, and error replies for nodes not in this run."""
-        groups: dict[_Slot, list[Message]] = {}
+        groups: dict[Slot, list[Message]] = {}
         failed: list[Message] = []
         for message in messages:
             slot = self._slot_of.get(message.metadata.dst_node_id)
@@ -448,7 +409,7 @@ class LocalBackend:
         elif kind == Kind.RELEASE:
             with self._cond:
                 for path in header:
-                    if not self._unhold_shared(path, proc):
+                    if not self._shared.unhold(path, proc):
                         self._unhold(path, proc)
         elif kind == Kind.TICKET:  # a round trip to the SuperLink: not in the receiver
             threading.Thread(
@@ -465,7 +426,7 @@ class LocalBackend:
                 slot.broken = Error(code=ErrorCode.LOAD_CLIENT_APP, reason=reason)
                 lost, slot.pending = list(slot.pending.values()), {}
                 self._cond.notify_all()
-            self._deliver([Message.error_reply(_unanswered(md), slot.broken) for md in lost])
+            self._deliver([Message.error_reply(unanswered(md), slot.broken) for md in lost])
 
     def _answer_ticket(self, proc: WorkerProcess, request: int, size: int) -> None:
         ticket = None
@@ -504,8 +465,7 @@ class LocalBackend:
             lost, slot.pending = list(slot.pending.values()), {}
             for path in list(self._holders):
                 self._unhold(path, proc)
-            for path in list(self._shared_holds):
-                self._unhold_shared(path, proc, every=True)
+            self._shared.drop(proc)
             if slot.broken is None and not proc.ready and not self._closing:
                 reason = f"the worker process ended with {how} while loading the ClientApp"
                 slot.broken = Error(code=ErrorCode.LOAD_CLIENT_APP, reason=reason)
@@ -514,13 +474,13 @@ class LocalBackend:
                 self._restart(slot, proc, how, len(lost))
             self._cond.notify_all()
         proc.close()
-        instructions = [_unanswered(md) for md in lost]
+        instructions = [unanswered(md) for md in lost]
         if broken is not None:
             self._deliver([Message.error_reply(m, broken) for m in instructions])
         else:
             self._deliver([crash_reply(m, how, culprit if busy else None) for m in instructions])
 
-    def _restart(self, slot: _Slot, proc: WorkerProcess, how: str, lost: int) -> None:
+    def _restart(self, slot: Slot, proc: WorkerProcess, how: str, lost: int) -> None:
         """Start a new worker for ``slot`` after ``proc`` ended (lock held)."""
         logger.warning(
             "local backend: worker %d (pid %d) ended with %s; %d pending message(s) failed; "
@@ -537,40 +497,3 @@ class LocalBackend:
             logger.exception("local backend: could not restart worker %d", slot.index)
             reason = f"the worker process ended with {how} and could not be restarted: {exc}"
             slot.broken = Error(code=ErrorCode.CLIENT_APP_CRASHED, reason=reason)
-
-
-Span = tuple[int, int] | tuple[int, int, str, int]
-
-
-def _spans(
-    buffers: list[memoryview], places: list[tuple[str, int, int] | None], offsets: list[int]
-) -> list[Span]:
-    """Each buffer's span in a batch header: ``(offset, nbytes)`` in the push's segment, or
-    ``(offset, nbytes, path, capacity)`` in a shared buffer of the caller."""
-    spans: list[Span] = []
-    own = iter(offsets)
-    for i, buf in enumerate(buffers):
-        place = places[i] if places else None
-        if place is None:
-            spans.append((next(own), buf.nbytes))
-        else:
-            path, capacity, offset = place
-            spans.append((offset, buf.nbytes, path, capacity))
-    return spans
-
-
-def _unanswered(metadata: Metadata) -> Message:
-    """An instruction known by its metadata alone: what an error reply to it needs."""
-    return Message(RecordDict(), metadata=metadata)
-
-
-def _available_cpus() -> int:
-    affinity = getattr(os, "sched_getaffinity", None)
-    if affinity is not None:
-        return max(1, len(affinity(0)))
-    return os.cpu_count() or 1
-
-
-def _check_int(name: str, value: Any, *, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -26,13 +26,22 @@ from pathlib import Path
 from typing import Any
 
 from glade.errors import AppLoadError
-from glade.message import Error, ErrorCode, Message
-from glade.simulation.backend import ClientAppSpec
+from glade.message import Error, ErrorCode, Message, Metadata
+from glade.records import RecordDict
+from glade.simulation.backend import ClientAppSpec, NodeSpec
 from glade.simulation.shm import MappingCache
 from glade.simulation.wire import Kind, control
 from glade.simulation.worker import COMMAND, WorkerInit
 
-__all__ = ["WorkerProcess", "crash_reply", "describe_exit", "pickle_spec", "stop_all"]
+__all__ = [
+    "Slot",
+    "WorkerProcess",
+    "crash_reply",
+    "describe_exit",
+    "pickle_spec",
+    "stop_all",
+    "unanswered",
+]
 
 _STOP = control(Kind.STOP)
 _RELEASE = b"release"  # a token for the sender thread, never sent as such
@@ -247,3 +256,24 @@ def _pidfd_open(pid: int) -> int | None:
     except OSError:
         return None
     return fd
+
+
+class Slot:
+    """A fixed share of the nodes (node ``i`` -> slot ``i % W``) and the process serving it."""
+
+    __slots__ = ("broken", "generation", "index", "nodes", "pending", "proc")
+
+    def __init__(self, index: int, nodes: list[NodeSpec]) -> None:
+        self.index = index
+        self.nodes = nodes
+        self.proc: WorkerProcess | None = None
+        # message id -> metadata of an instruction not yet answered: enough to answer it
+        # should its worker die, without holding on to its content (perhaps a whole model)
+        self.pending: dict[str, Metadata] = {}
+        self.broken: Error | None = None  # set when the ClientApp cannot be loaded here
+        self.generation = 0
+
+
+def unanswered(metadata: Metadata) -> Message:
+    """An instruction known by its metadata alone: what an error reply to it needs."""
+    return Message(RecordDict(), metadata=metadata)

@@ -25,7 +25,18 @@ from typing import Any
 from glade.array import Array, StoredArray
 from glade.simulation.shm import address
 
-__all__ = ["BufferTable", "Entry", "Kind", "control", "dump_each", "finish", "load_each", "parse"]
+__all__ = [
+    "BatchSpan",
+    "BufferTable",
+    "Entry",
+    "Kind",
+    "batch_spans",
+    "control",
+    "dump_each",
+    "finish",
+    "load_each",
+    "parse",
+]
 
 _TRAILER = struct.Struct("<IB")
 Span = tuple[int, int]  # (offset, nbytes) of one buffer in a segment
@@ -191,3 +202,24 @@ def parse(frame: bytes) -> tuple[int, Any, memoryview]:
     size, kind = _TRAILER.unpack_from(view, end)
     header = pickle.loads(view[end - size : end])
     return kind, header, view[: end - size]
+
+
+BatchSpan = tuple[int, int] | tuple[int, int, str, int]
+"""A buffer of a batch: in the push's segment, or in a shared buffer of the parent."""
+
+
+def batch_spans(
+    buffers: list[memoryview], places: list[tuple[str, int, int] | None], offsets: list[int]
+) -> list[BatchSpan]:
+    """Each buffer's span in a batch header: ``(offset, nbytes)`` in the push's segment, or
+    ``(offset, nbytes, path, capacity)`` in a shared buffer of the caller."""
+    spans: list[BatchSpan] = []
+    own = iter(offsets)
+    for i, buf in enumerate(buffers):
+        place = places[i] if places else None
+        if place is None:
+            spans.append((next(own), buf.nbytes))
+        else:
+            path, capacity, offset = place
+            spans.append((offset, buf.nbytes, path, capacity))
+    return spans

@@ -39,7 +39,7 @@ from glade.keypairs import PrivateKey
 from glade.message import Message
 from glade.project import ProjectConfig
 from glade.simulation.backend import NodeSpec
-from glade.simulation.shm import SharedBuffers
+from glade.simulation.shared import SharedBuffers
 from glade.simulation.worker import tune_malloc
 from glade.supernode.backoff import Backoff
 from glade.supernode.bundles import BundleCache

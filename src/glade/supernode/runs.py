@@ -5,7 +5,7 @@ with one worker serving this one node): it imports the ClientApp once from the r
 extracted bundle, keeps the node's :class:`~glade.Context` across rounds, and turns a crash
 into ``CLIENT_APP_CRASHED`` error replies (then starts afresh). Large arrays reach it through
 shared memory: the node receives them straight into
-:class:`~glade.simulation.shm.SharedBuffers`, which the process maps (no copy). It is started
+:class:`~glade.simulation.shared.SharedBuffers`, which the process maps (no copy). It is started
 on the run's first message, from a thread of its own, so that a slow import never holds up
 the node's other runs.
 """
@@ -24,7 +24,7 @@ from glade.errors import AppLoadError, ConfigError, GladeError, SerdeError, Tran
 from glade.message import Error, ErrorCode, Message
 from glade.simulation.backend import ClientAppSpec, NodeSpec, ReplyCallback
 from glade.simulation.local import LocalBackend
-from glade.simulation.shm import SharedBuffers
+from glade.simulation.shared import SharedBuffers
 from glade.supernode.backoff import Backoff
 
 if TYPE_CHECKING:  # pragma: no cover
