@@ -140,3 +140,18 @@ def test_open_locked_refuses_a_file_no_longer_at_its_path(store: ObjectStore) ->
             spares.open_locked(path)
     finally:
         os.stat = real_stat  # type: ignore[assignment]
+
+
+def test_the_open_file_limit_is_raised_within_the_hard_limit() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        lower = min(soft, 256)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lower, hard))
+        got = spares.raise_open_file_limit(wanted=lower + 100)
+        expected = lower + 100 if hard == resource.RLIM_INFINITY else min(lower + 100, hard)
+        assert got == expected == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        assert spares.raise_open_file_limit(wanted=10) == expected  # never lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -20,6 +20,7 @@ from glade.errors import AppLoadError, ConfigError, TransportError
 from glade.project import load_app
 from glade.server.app import ServerApp
 from glade.superlink.grid import ServerAppIoGrid
+from glade.superlink.spares import raise_open_file_limit
 from glade.transport.grpc_options import channel
 from glade.transport.tls import channel_credentials
 
@@ -49,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ServerApp to its end; returns the process exit code."""
     args = _parse(argv)
     token = sys.stdin.readline().strip()
+    raise_open_file_limit()  # one descriptor per large stored array it maps
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,

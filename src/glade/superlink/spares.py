@@ -24,11 +24,19 @@ import contextlib
 import errno
 import fcntl
 import os
+import resource
 import time
 import uuid
 from pathlib import Path
 
-__all__ = ["SPARE_MIN_BYTES", "claim", "expire", "open_locked", "retire"]
+__all__ = [
+    "SPARE_MIN_BYTES",
+    "claim",
+    "expire",
+    "open_locked",
+    "raise_open_file_limit",
+    "retire",
+]
 
 SPARE_MIN_BYTES = 32 * 1024 * 1024
 """Objects this large are recycled (and read under a lock)."""
@@ -65,6 +73,19 @@ def open_locked(path: str | Path) -> int:
     except BaseException:
         os.close(fd)
         raise
+
+
+def raise_open_file_limit(wanted: int = 65536) -> int:
+    """Raise this process's limit of open files towards ``wanted`` (as far as the hard limit
+    allows): a reader keeps one descriptor per large object it maps (a ServerApp: one per
+    large array of every reply it holds). Returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return soft
 
 
 def retire(path: Path, tmp_dir: Path) -> None:
