@@ -292,3 +292,24 @@ def test_storing_bytes_that_are_there_already_keeps_the_stored_file_and_refreshe
     # and an upload of the same bytes through chunks ends the same way
     assert store.put_chunks(iter_chunks(data, chunk_size=700))[0] == object_id
     assert path.stat().st_ino == inode and list((store.root / "tmp").iterdir()) == []
+
+
+def test_a_pin_taken_while_the_collector_runs_keeps_the_object(tmp_path: Path) -> None:
+    """A ServerApp asks (HasObjects) for a model stored rounds ago while a collection pass
+    that has already read the pins and references is under way: the object must stay,
+    since the ServerApp is told it is there and will not upload it again."""
+    store = ObjectStore(tmp_path / "objects")
+    state = SqliteState(":memory:")
+    gc = GarbageCollector(state, store, grace_s=60.0, min_age_s=0.0)
+    model = store.put_bytes(b"the model of round 1")
+    loose = store.put_bytes(b"really garbage")
+    real = state.referenced_objects
+
+    def referenced_while_pinned() -> set[str]:
+        gc.pin(("run", 1), [model])  # HasObjects arrives meanwhile
+        return real()
+
+    state.referenced_objects = referenced_while_pinned  # type: ignore[method-assign]
+    assert gc.collect(force=True) == [loose]
+    assert store.has(model) and not store.has(loose)
+    state.close()

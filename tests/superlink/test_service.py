@@ -92,7 +92,8 @@ def test_objects_of_a_finished_run_are_collected(start_link) -> None:
     try:
         bundle = make_bundle(echo_app())
         run_id = control.start(bundle, **{"min-nodes": 2, "rounds": 3, "size": 100_000})
-        assert control.wait(run_id).sub_status == "completed"
+        run = control.wait(run_id)
+        assert run.sub_status == "completed", (run.reason, control.log(run_id)[-3000:])
         link.sweep()
         # the arrays are gone; the bundle goes too (nothing unfinished refers to it)
         assert list(link.store.ids()) == []

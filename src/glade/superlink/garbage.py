@@ -9,11 +9,12 @@ after ``grace_s`` (an upload whose reference never comes). Everything else is de
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 
 from glade.superlink.object_store import ObjectStore
 from glade.superlink.state import State
@@ -65,6 +66,16 @@ class GarbageCollector:
         with self._lock:
             self._dirty = True
 
+    @contextlib.contextmanager
+    def _unpinned(self, object_id: str) -> Iterator[bool]:
+        """True while ``object_id`` is not pinned: a pin taken after ``keep`` was computed
+        (HasObjects for a model stored rounds ago) must win. Held across the deletion, so
+        that a pin comes either before it (kept) or after it (the uploader hears the object
+        is missing and uploads it again)."""
+        with self._lock:
+            now = self._clock()
+            yield not any(pins.get(object_id, 0.0) > now for pins in self._pins.values())
+
     def pinned(self) -> set[str]:
         now = self._clock()
         with self._lock:
@@ -88,7 +99,9 @@ class GarbageCollector:
                 return []
             self._dirty = False
         keep |= self._state.referenced_objects()
-        removed, young = self._store.collect_garbage(keep, grace_s=self._min_age_s)
+        removed, young = self._store.collect_garbage(
+            keep, grace_s=self._min_age_s, still_garbage=self._unpinned
+        )
         if young:
             self.mark_dirty()  # look again once they are old enough
         for object_id in removed:  # an extracted bundle goes with its bundle
