@@ -96,3 +96,10 @@ class FolderUploader:
             return object_id
 
         return push
+
+
+class BrokenUploader(FolderUploader):
+    """A ReplyUploader that cannot start (as with unreadable TLS files)."""
+
+    def connect(self, ticket: Any) -> Any:
+        raise OSError("cannot read the certificate files")

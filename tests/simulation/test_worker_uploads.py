@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sim_apps import FolderUploader
+from sim_apps import BrokenUploader, FolderUploader
 from sim_harness import StartBackend
 
 from glade import Array, ArrayRecord, Message, RecordDict, keys
@@ -74,6 +74,22 @@ def test_a_failed_upload_falls_back_and_pauses_uploads(
         assert not isinstance(w, StoredArray)
         assert np.array_equal(w.numpy(), np.linspace(0, 1, 200_000, dtype=np.float32) + 1)
     assert len(asked) == 1  # the second reply did not try again (paused)
+
+
+def test_an_uploader_that_cannot_start_leaves_the_replies_to_the_parent(
+    start_backend: StartBackend, tmp_path: Path
+) -> None:
+    asked: list[int] = []
+    harness = start_backend(
+        nodes=1,
+        uploader=BrokenUploader(str(tmp_path)),
+        upload_ticket=lambda size: asked.append(size) or "go",
+    )
+    [reply] = harness.to_all("train", _model()).values()  # type: ignore[attr-defined]
+    w = reply.content[keys.ARRAYS]["w"]
+    assert not isinstance(w, StoredArray)
+    assert np.array_equal(w.numpy(), np.linspace(0, 1, 200_000, dtype=np.float32) + 1)
+    assert asked == []  # the ClientApp still loaded and ran; no upload was tried
 
 
 def test_uploaded_arrays_pickle_as_stored_arrays_and_the_originals_stay_as_they_were() -> None:

@@ -122,3 +122,30 @@ def test_a_refused_clientapp_upload_leaves_the_reply_to_the_node(
         assert wait_for(lambda: link.bulk.transfers == 2, 5)
     finally:
         link.stop(grace=1.0)
+
+
+def test_with_node_authentication_the_clientapp_uploads_with_a_signed_ticket(
+    tmp_path: Path, start_node, make_app, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from glade.keypairs import PrivateKey, create_key_pair
+    from glade.superlink.state import NodeKey
+
+    node_uploads = _node_uploads(monkeypatch)
+    link = start_superlink(bulk=True, node_auth=True, database=str(tmp_path / "state.db"))
+    try:
+        private, _ = create_key_pair(tmp_path / "keys", "node")
+        raw = PrivateKey.read(private).public_key.raw
+        link.state.add_node_key(NodeKey(public_key=raw, name="node", added_at=time.time()))
+        node = start_node(link.addresses["fleet"], partition=2, auth_key=private)
+        assert node.wait_registered(10)
+        with ControlClient(link.addresses["control"]) as control:
+            run, results, log = run_and_wait(control, make_app(), {"size": SIZE})
+        assert run.sub_status == "completed", log
+        assert results[0]["ok"][str(node.node_id)][0] == pytest.approx(_expected(2), rel=1e-6)
+        assert node_uploads == []  # the ClientApp's upload went through on the node's ticket
+        assert link.bulk is not None
+        assert wait_for(lambda: link.bulk.transfers == 2, 5)
+    finally:
+        link.stop(grace=1.0)

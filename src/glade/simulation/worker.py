@@ -166,10 +166,6 @@ class Worker:
         threading.Thread(target=self._read_loop, name="glade-worker-reader", daemon=True).start()
         try:
             app = _load(self._init)
-            if self._init.uploader:  # after _load: its module may be on the app's sys_path
-                uploader: ReplyUploader = pickle.loads(self._init.uploader)
-                self._upload_min = uploader.min_bytes
-                self._push = uploader.connect(self._ticket)
         except BaseException as exc:
             text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             cause = exc.__cause__ or exc.__context__
@@ -177,6 +173,8 @@ class Worker:
                 text += "\n" + "".join(traceback.format_exception(cause)).rstrip()
             self._send(control(Kind.LOAD_FAILED, text))
             return
+        if self._init.uploader:  # after _load: its module may be on the app's sys_path
+            self._connect_uploader(self._init.uploader)
         self._send(control(Kind.READY))
         while True:
             frame = self._inbox.get()
@@ -346,6 +344,14 @@ class Worker:
                     return stored
                 stored[id(array)] = object_id
         return stored
+
+    def _connect_uploader(self, pickled: bytes) -> None:
+        try:
+            uploader: ReplyUploader = pickle.loads(pickled)
+            self._upload_min = uploader.min_bytes
+            self._push = uploader.connect(self._ticket)
+        except Exception as exc:  # e.g. unreadable TLS files: the parent moves the replies
+            logger.warning("the ClientApp process cannot upload replies itself: %s", exc)
 
     def _ticket(self, size: int) -> Any:
         """What uploading ``size`` bytes needs, asked of the parent (a SuperNode: a ticket
