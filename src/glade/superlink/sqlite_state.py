@@ -13,58 +13,21 @@ from typing import Any
 
 from glade.errors import ConfigError
 from glade.superlink.sqlite_access import SqliteAccessTables
+from glade.superlink.sqlite_schema import (
+    MSG_COLUMNS,
+    RUN_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    batches,
+    message_of,
+    message_row,
+    node_of,
+    run_of,
+)
 from glade.superlink.state import NodeInfo, RunInfo, RunStatus, StoredMessage
 
 __all__ = ["SqliteState"]
 
-_SCHEMA_VERSION = 2
-"""1: nodes, runs, logs, messages. 2: + users, tokens, node_keys, audit (new tables only)."""
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS nodes (
-    node_id INTEGER PRIMARY KEY, name TEXT NOT NULL, node_config TEXT NOT NULL,
-    online INTEGER NOT NULL, registered_at REAL NOT NULL, last_seen_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id INTEGER PRIMARY KEY AUTOINCREMENT, status TEXT NOT NULL, sub_status TEXT NOT NULL,
-    reason TEXT NOT NULL, app_publisher TEXT NOT NULL, app_name TEXT NOT NULL,
-    app_version TEXT NOT NULL, bundle_id TEXT NOT NULL, server_app TEXT NOT NULL,
-    client_app TEXT NOT NULL, run_config TEXT NOT NULL, federation_options TEXT NOT NULL,
-    created_at REAL NOT NULL, started_at REAL NOT NULL, finished_at REAL NOT NULL,
-    owner TEXT NOT NULL, history_json TEXT NOT NULL, token_hash TEXT NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS logs (
-    run_id INTEGER NOT NULL, start INTEGER NOT NULL, data BLOB NOT NULL,
-    PRIMARY KEY (run_id, start));
-CREATE TABLE IF NOT EXISTS messages (
-    message_id TEXT PRIMARY KEY, run_id INTEGER NOT NULL, src INTEGER NOT NULL,
-    dst INTEGER NOT NULL, reply_to TEXT NOT NULL, created_at REAL NOT NULL, ttl REAL NOT NULL,
-    payload BLOB NOT NULL, objects TEXT NOT NULL, leased_until REAL NOT NULL DEFAULT 0,
-    deliveries INTEGER NOT NULL DEFAULT 0, replied INTEGER NOT NULL DEFAULT 0,
-    taken_at REAL NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS messages_by_dst ON messages (dst, replied) WHERE reply_to = '';
-CREATE UNIQUE INDEX IF NOT EXISTS replies_by_instruction ON messages (reply_to)
-    WHERE reply_to != '';
-CREATE INDEX IF NOT EXISTS messages_by_run ON messages (run_id);
-CREATE TABLE IF NOT EXISTS users (
-    name TEXT PRIMARY KEY, role TEXT NOT NULL, password_hash TEXT NOT NULL,
-    api_key_hash TEXT NOT NULL, created_at REAL NOT NULL);
-CREATE UNIQUE INDEX IF NOT EXISTS users_by_api_key ON users (api_key_hash)
-    WHERE api_key_hash != '';
-CREATE TABLE IF NOT EXISTS tokens (
-    token_hash TEXT PRIMARY KEY, user TEXT NOT NULL, created_at REAL NOT NULL,
-    expires_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user);
-CREATE TABLE IF NOT EXISTS node_keys (
-    public_key BLOB PRIMARY KEY, name TEXT NOT NULL UNIQUE, added_at REAL NOT NULL,
-    added_by TEXT NOT NULL, node_id INTEGER NOT NULL, seq INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS audit (
-    entry_id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, actor TEXT NOT NULL,
-    action TEXT NOT NULL, target TEXT NOT NULL, result TEXT NOT NULL, detail TEXT NOT NULL);
-"""
-_RUN_COLUMNS = (
-    "run_id, status, sub_status, reason, app_publisher, app_name, app_version, bundle_id, "
-    "server_app, client_app, run_config, federation_options, created_at, started_at, "
-    "finished_at, owner, history_json"
-)
-_MSG_COLUMNS = "message_id, run_id, src, dst, reply_to, created_at, ttl, payload, objects"
 _MAX_ID = (1 << 63) - 1
 _AUTOCHECKPOINT_PAGES = 10_000
 """WAL pages after which a commit checkpoints by itself (SQLite's default: 1000). The
@@ -97,17 +60,17 @@ class SqliteState(SqliteAccessTables):
 
     def _setup(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > _SCHEMA_VERSION:
+        if version > SCHEMA_VERSION:
             raise sqlite3.DatabaseError(
-                f"schema version {version} is newer than {_SCHEMA_VERSION} (a newer Glade wrote it)"
+                f"schema version {version} is newer than {SCHEMA_VERSION} (a newer Glade wrote it)"
             )
         # Every migration so far only adds tables: the CREATE ... IF NOT EXISTS below is it.
         if self._path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        self._db.executescript(SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -173,10 +136,10 @@ class SqliteState(SqliteAccessTables):
 
     def get_node(self, node_id: int) -> NodeInfo | None:
         rows = self._all("SELECT * FROM nodes WHERE node_id=?", (node_id,))
-        return _node(rows[0]) if rows else None
+        return node_of(rows[0]) if rows else None
 
     def list_nodes(self) -> list[NodeInfo]:
-        return [_node(r) for r in self._all("SELECT * FROM nodes ORDER BY registered_at")]
+        return [node_of(r) for r in self._all("SELECT * FROM nodes ORDER BY registered_at")]
 
     def touch_node(self, node_id: int, *, now: float) -> bool:
         with self._tx() as db:
@@ -224,24 +187,24 @@ class SqliteState(SqliteAccessTables):
         )
         with self._tx() as db:
             cur = db.execute(
-                f"INSERT INTO runs ({_RUN_COLUMNS.partition(', ')[2]}) "
+                f"INSERT INTO runs ({RUN_COLUMNS.partition(', ')[2]}) "
                 f"VALUES ({', '.join('?' * len(values))})",
                 values,
             )
             return int(cur.lastrowid or 0)
 
     def get_run(self, run_id: int) -> RunInfo | None:
-        rows = self._all(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id=?", (run_id,))
-        return _run(rows[0]) if rows else None
+        rows = self._all(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id=?", (run_id,))
+        return run_of(rows[0]) if rows else None
 
     def list_runs(self, *, status: str | None = None) -> list[RunInfo]:
         if status is None:
-            rows = self._all(f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY run_id")
+            rows = self._all(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY run_id")
         else:
             rows = self._all(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE status=? ORDER BY run_id", (status,)
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE status=? ORDER BY run_id", (status,)
             )
-        return [_run(r) for r in rows]
+        return [run_of(r) for r in rows]
 
     def transition_run(
         self, run_id: int, status: str, *, now: float, sub_status: str = "", reason: str = ""
@@ -316,13 +279,13 @@ class SqliteState(SqliteAccessTables):
     ) -> None:
         leases = leased_until or {}
         rows = [
-            (*_msg_row(m), leases.get(m.message_id, 0.0), int(m.message_id in leases))
+            (*message_row(m), leases.get(m.message_id, 0.0), int(m.message_id in leases))
             for m in messages
         ]
         try:
             with self._tx() as db:
                 db.executemany(
-                    f"INSERT INTO messages ({_MSG_COLUMNS}, leased_until, deliveries) "
+                    f"INSERT INTO messages ({MSG_COLUMNS}, leased_until, deliveries) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
@@ -334,7 +297,7 @@ class SqliteState(SqliteAccessTables):
     ) -> list[StoredMessage]:
         with self._tx() as db:
             rows = db.execute(
-                f"SELECT {_MSG_COLUMNS} FROM messages WHERE dst=? AND reply_to='' AND replied=0 "
+                f"SELECT {MSG_COLUMNS} FROM messages WHERE dst=? AND reply_to='' AND replied=0 "
                 "AND leased_until<=? AND created_at+ttl>? "
                 "AND run_id IN (SELECT run_id FROM runs WHERE status=?) "
                 "ORDER BY created_at LIMIT ?",
@@ -344,7 +307,7 @@ class SqliteState(SqliteAccessTables):
                 "UPDATE messages SET leased_until=?, deliveries=deliveries+1 WHERE message_id=?",
                 [(now + lease_s, r[0]) for r in rows],
             )
-        return [_msg(r) for r in rows]
+        return [message_of(r) for r in rows]
 
     def release_leases(self, node_id: int, message_ids: Sequence[str] | None = None) -> int:
         sql = (
@@ -355,7 +318,7 @@ class SqliteState(SqliteAccessTables):
             if message_ids is None:
                 return db.execute(sql, (node_id,)).rowcount
             released = 0
-            for batch in _batches(message_ids):
+            for batch in batches(message_ids):
                 marks = ", ".join("?" * len(batch))
                 cur = db.execute(f"{sql} AND message_id IN ({marks})", (node_id, *batch))
                 released += cur.rowcount
@@ -378,8 +341,8 @@ class SqliteState(SqliteAccessTables):
                     stored.append(reply.message_id)
                 elif not row[0]:
                     db.execute(
-                        f"INSERT INTO messages ({_MSG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        _msg_row(reply),
+                        f"INSERT INTO messages ({MSG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        message_row(reply),
                     )
                     db.execute(
                         "UPDATE messages SET replied=1 WHERE message_id=?", (reply.reply_to,)
@@ -389,27 +352,27 @@ class SqliteState(SqliteAccessTables):
 
     def get_instructions(self, message_ids: Sequence[str]) -> list[StoredMessage]:
         rows = []
-        for batch in _batches(message_ids):
+        for batch in batches(message_ids):
             rows += self._all(
-                f"SELECT {_MSG_COLUMNS} FROM messages WHERE reply_to='' AND message_id IN "
+                f"SELECT {MSG_COLUMNS} FROM messages WHERE reply_to='' AND message_id IN "
                 f"({', '.join('?' * len(batch))})",
                 batch,
             )
-        return [_msg(r) for r in rows]
+        return [message_of(r) for r in rows]
 
     def take_replies(
         self, run_id: int, instruction_ids: Sequence[str], *, now: float
     ) -> list[StoredMessage]:
         out: list[StoredMessage] = []
         with self._tx() as db:
-            for batch in _batches(instruction_ids):
+            for batch in batches(instruction_ids):
                 marks = ", ".join("?" * len(batch))
                 rows = db.execute(
-                    f"SELECT {_MSG_COLUMNS} FROM messages WHERE run_id=? AND taken_at=0 "
+                    f"SELECT {MSG_COLUMNS} FROM messages WHERE run_id=? AND taken_at=0 "
                     f"AND reply_to IN ({marks})",
                     (run_id, *batch),
                 ).fetchall()
-                out += [_msg(r) for r in rows]
+                out += [message_of(r) for r in rows]
             db.executemany(
                 "UPDATE messages SET taken_at=? WHERE message_id=?",
                 [(now, m.message_id) for m in out],
@@ -419,7 +382,7 @@ class SqliteState(SqliteAccessTables):
     def unreplied_instructions(
         self, *, node_id: int | None = None, expired_at: float | None = None
     ) -> list[StoredMessage]:
-        sql = f"SELECT {_MSG_COLUMNS} FROM messages WHERE reply_to='' AND replied=0"
+        sql = f"SELECT {MSG_COLUMNS} FROM messages WHERE reply_to='' AND replied=0"
         args: list[Any] = []
         if node_id is not None:
             sql += " AND dst=?"
@@ -427,7 +390,7 @@ class SqliteState(SqliteAccessTables):
         if expired_at is not None:
             sql += " AND created_at+ttl<=?"
             args.append(expired_at)
-        return [_msg(r) for r in self._all(sql, args)]
+        return [message_of(r) for r in self._all(sql, args)]
 
     def prune_messages(self, *, taken_before: float, run_id: int | None = None) -> int:
         sql = "SELECT reply_to FROM messages WHERE reply_to!='' AND taken_at>0 AND taken_at<?"
@@ -437,7 +400,7 @@ class SqliteState(SqliteAccessTables):
             args.append(run_id)
         with self._tx() as db:
             ids = [r[0] for r in db.execute(sql, args)]
-            for batch in _batches(ids):
+            for batch in batches(ids):
                 marks = ", ".join("?" * len(batch))
                 db.execute(
                     f"DELETE FROM messages WHERE message_id IN ({marks}) OR reply_to IN ({marks})",
@@ -456,71 +419,3 @@ class SqliteState(SqliteAccessTables):
         rows = self._all("SELECT bundle_id FROM runs WHERE status!=?", (RunStatus.FINISHED,))
         refs.update(r[0] for r in rows)
         return refs
-
-
-def _batches(items: Sequence[str], size: int = 500) -> Iterator[list[str]]:
-    items = list(items)
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def _node(row: Sequence[Any]) -> NodeInfo:
-    return NodeInfo(
-        node_id=row[0],
-        name=row[1],
-        node_config=json.loads(row[2]),
-        online=bool(row[3]),
-        registered_at=row[4],
-        last_seen_at=row[5],
-    )
-
-
-def _run(row: Sequence[Any]) -> RunInfo:
-    return RunInfo(
-        run_id=row[0],
-        status=row[1],
-        sub_status=row[2],
-        reason=row[3],
-        app_publisher=row[4],
-        app_name=row[5],
-        app_version=row[6],
-        bundle_id=row[7],
-        server_app=row[8],
-        client_app=row[9],
-        run_config=json.loads(row[10]),
-        federation_options=json.loads(row[11]),
-        created_at=row[12],
-        started_at=row[13],
-        finished_at=row[14],
-        owner=row[15],
-        history_json=row[16],
-    )
-
-
-def _msg_row(m: StoredMessage) -> tuple[Any, ...]:
-    objects = json.dumps([list(o) for o in m.objects])
-    return (
-        m.message_id,
-        m.run_id,
-        m.src_node_id,
-        m.dst_node_id,
-        m.reply_to,
-        m.created_at,
-        m.ttl,
-        m.payload,
-        objects,
-    )
-
-
-def _msg(row: Sequence[Any]) -> StoredMessage:
-    return StoredMessage(
-        message_id=row[0],
-        run_id=row[1],
-        src_node_id=row[2],
-        dst_node_id=row[3],
-        reply_to=row[4],
-        created_at=row[5],
-        ttl=row[6],
-        payload=bytes(row[7]),
-        objects=tuple((oid, size) for oid, size in json.loads(row[8])),
-    )
