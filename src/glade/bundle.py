@@ -59,7 +59,16 @@ from glade.bundle_policy import (
     BundleSignature,
     format_size,
 )
-from glade.errors import ConfigError, LimitExceededError, SerdeError
+from glade.bundle_zip import (
+    MANIFEST_NAME,
+    check_id,
+    check_name,
+    checked_blocks,
+    manifest_bytes,
+    open_zip,
+    signer,
+)
+from glade.errors import ConfigError, SerdeError
 from glade.files import write_atomic
 from glade.ignore import matching_files
 from glade.keypairs import PrivateKey, PublicKey
@@ -87,7 +96,6 @@ __all__ = [
     "read_bundle_pyproject",
 ]
 
-MANIFEST_NAME = "glade-manifest.json"
 PYPROJECT = "pyproject.toml"
 BUNDLE_SUFFIX = ".glade"
 MAX_BUNDLE_FILES = 10_000
@@ -112,7 +120,6 @@ ALWAYS_EXCLUDED = (
 _FORMAT = 1
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold: fixed, for equal bytes
 _FILE_MODE = 0o100644 << 16
-_READ = 1 << 20
 _RESERVED = (MANIFEST_NAME, SIGNATURE_NAME)
 
 
@@ -328,8 +335,8 @@ def bundle_signer(source: bytes | str | Path) -> PublicKey | None:
     Checks the signature against the manifest only; :func:`read_bundle` checks the files
     too. Raises :class:`~glade.errors.SerdeError` if the signature does not verify.
     """
-    with _open_zip(source) as zf:
-        return _signer(zf, _manifest_bytes(zf))
+    with open_zip(source) as zf:
+        return signer(zf, manifest_bytes(zf))
 
 
 def read_bundle_pyproject(
@@ -343,14 +350,14 @@ def read_bundle_pyproject(
     manifest = _manifest_of(source)
     if PYPROJECT not in manifest.files:
         raise ConfigError("bad app bundle: it has no pyproject.toml")
-    with _open_zip(source) as zf:
+    with open_zip(source) as zf:
         try:
             info = zf.getinfo(PYPROJECT)
         except KeyError:
             raise SerdeError(
                 "bad app bundle: its manifest lists a missing pyproject.toml"
             ) from None
-        data = b"".join(_checked_blocks(zf, info, manifest.files[PYPROJECT], [max_bytes]))
+        data = b"".join(checked_blocks(zf, info, manifest.files[PYPROJECT], [max_bytes]))
     return _parse_toml(data, where="bad app bundle: its pyproject.toml")
 
 
@@ -389,62 +396,9 @@ def extract_bundle(
     return target
 
 
-def _open_zip(source: bytes | str | Path) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise SerdeError(f"bad app bundle: not a readable zip file ({exc})") from None
-
-
-def _manifest_bytes(zf: zipfile.ZipFile) -> bytes:
-    try:
-        return zf.read(MANIFEST_NAME)
-    except KeyError:
-        raise SerdeError(
-            f"bad app bundle: no {MANIFEST_NAME} (build bundles with 'glade build')"
-        ) from None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise SerdeError(f"bad app bundle: {MANIFEST_NAME} cannot be read ({exc})") from None
-
-
 def _manifest_of(source: bytes | str | Path) -> BundleManifest:
-    with _open_zip(source) as zf:
-        return BundleManifest.from_json(_manifest_bytes(zf))
-
-
-def _signer(zf: zipfile.ZipFile, manifest: bytes) -> PublicKey | None:
-    try:
-        raw = zf.read(SIGNATURE_NAME)
-    except KeyError:
-        return None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise SerdeError(f"bad app bundle: {SIGNATURE_NAME} cannot be read ({exc})") from None
-    signature = BundleSignature.from_json(raw)
-    if not signature.verify(manifest):
-        raise SerdeError(
-            "bad app bundle: its publisher signature does not match its manifest (the "
-            f"bundle was altered after signing, or the signature is forged; key "
-            f"{signature.public_key.fingerprint})"
-        )
-    return signature.public_key
-
-
-def _check_name(info: zipfile.ZipInfo) -> str:
-    name = info.filename
-    parts = PurePosixPath(name).parts
-    if (
-        not parts
-        or name.startswith("/")
-        or "\\" in name
-        or "\x00" in name
-        or any(p in ("..", ".") for p in parts)
-        or parts[0].endswith(":")
-        or "//" in name
-    ):
-        raise SerdeError(f"bad app bundle: unsafe path {name!r}")
-    if (info.external_attr >> 16) & 0o170000 == 0o120000:
-        raise SerdeError(f"bad app bundle: {name!r} is a symbolic link")
-    return name
+    with open_zip(source) as zf:
+        return BundleManifest.from_json(manifest_bytes(zf))
 
 
 def _verified_members(
@@ -456,15 +410,15 @@ def _verified_members(
     """Yield (name, its blocks) of each file; every check runs before or while it is read."""
     policy = policy if policy is not None else BundlePolicy.unrestricted()
     if bundle_id is not None:
-        _check_id(source, bundle_id)
-    with _open_zip(source) as zf:
-        manifest_bytes = _manifest_bytes(zf)
-        manifest = BundleManifest.from_json(manifest_bytes)
-        policy.check_signer(_signer(zf, manifest_bytes))
+        check_id(source, bundle_id)
+    with open_zip(source) as zf:
+        raw_manifest = manifest_bytes(zf)
+        manifest = BundleManifest.from_json(raw_manifest)
+        policy.check_signer(signer(zf, raw_manifest))
         infos = [i for i in zf.infolist() if not i.is_dir()]
         if len(infos) > max_files + len(_RESERVED):
             raise SerdeError(f"bad app bundle: {len(infos)} files, more than {max_files}")
-        members = {_check_name(i): i for i in infos}
+        members = {check_name(i): i for i in infos}
         if len(members) != len(infos):
             raise SerdeError("bad app bundle: a file is stored twice")
         present, listed = set(members) - set(_RESERVED), set(manifest.files)
@@ -479,44 +433,4 @@ def _verified_members(
         policy.check_members({name: members[name].file_size for name in sorted(listed)})
         budget = [policy.max_bytes]
         for name in sorted(listed):
-            yield name, _checked_blocks(zf, members[name], manifest.files[name], budget)
-
-
-def _checked_blocks(
-    zf: zipfile.ZipFile, info: zipfile.ZipInfo, expected: str, budget: list[int]
-) -> Iterator[bytes]:
-    """The member's bytes in blocks; counted against ``budget`` and hashed as they come."""
-    hasher = hashlib.sha256()
-    try:
-        with zf.open(info) as member:
-            while block := member.read(_READ):
-                budget[0] -= len(block)
-                if budget[0] < 0:
-                    raise LimitExceededError(
-                        "app bundle refused: its files are larger than allowed (--max-bundle-size)"
-                    )
-                hasher.update(block)
-                yield block
-    except LimitExceededError:
-        raise
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise SerdeError(f"bad app bundle: {info.filename!r} cannot be read ({exc})") from None
-    if hasher.hexdigest() != expected:
-        raise SerdeError(
-            f"bad app bundle: {info.filename!r} does not match its sha256 in the manifest"
-        )
-
-
-def _check_id(source: bytes | str | Path, bundle_id: str) -> None:
-    hasher = digest.hasher()
-    if isinstance(source, bytes):
-        hasher.update(source)
-    else:
-        with open(source, "rb") as f:
-            while block := f.read(_READ):
-                hasher.update(block)
-    if hasher.hexdigest() != bundle_id:
-        raise SerdeError(
-            f"bad app bundle: its content id (blake3) is {hasher.hexdigest()}, not the bundle id "
-            f"{bundle_id}"
-        )
+            yield name, checked_blocks(zf, members[name], manifest.files[name], budget)

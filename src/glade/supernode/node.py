@@ -23,7 +23,6 @@ import os
 import queue
 import random
 import shutil
-import ssl
 import tempfile
 import threading
 import time
@@ -47,7 +46,7 @@ from glade.supernode.config import SuperNodeConfig
 from glade.supernode.connection import Connection, GrpcConnection
 from glade.supernode.identity import NodeIdentity
 from glade.supernode.runs import PreparedRun, RunApp
-from glade.transport.bulk import BulkTarget, Ticket, client_context
+from glade.transport.bulk import BulkTarget, Ticket
 from glade.transport.tls import channel_credentials
 
 __all__ = ["SuperNode"]
@@ -129,6 +128,7 @@ class SuperNode:
         tune_malloc()
         self._started = True
         cfg = self.config
+        bulk = _bulk_target(cfg)
         self._conn: Connection = self._conn_given or GrpcConnection(
             cfg.superlink,
             credentials=_credentials(cfg),
@@ -139,10 +139,10 @@ class SuperNode:
             allocate=self._shared.allocate,
             skip_message=self._working_on,
             bulk=cfg.bulk,
-            bulk_context=_bulk_context(cfg),
+            bulk_context=bulk.context() if bulk is not None else None,
         )
         # the ClientApp processes upload large replies themselves (tickets from this node)
-        self._bulk_target = _bulk_target(cfg) if hasattr(self._conn, "upload_ticket") else None
+        self._bulk_target = bulk if hasattr(self._conn, "upload_ticket") else None
         if key is not None:
             logger.info("signing Fleet requests with node key %s", key.public_key.fingerprint)
         self._bundles = BundleCache(
@@ -442,7 +442,8 @@ def _close_all(apps: Sequence[RunApp], *, timeout: float) -> None:
 
 
 def _bulk_target(cfg: SuperNodeConfig) -> BulkTarget | None:
-    """How the node's ClientApp processes reach the bulk port (the node's TLS files)."""
+    """How the node and its ClientApp processes reach the bulk port: the same trust (and
+    client certificate) as gRPC."""
     if not cfg.bulk:
         return None
     host = cfg.superlink.rpartition(":")[0]
@@ -455,13 +456,6 @@ def _bulk_target(cfg: SuperNodeConfig) -> BulkTarget | None:
         keyfile=str(cfg.ssl_keyfile) if cfg.ssl_keyfile else None,
         timeout_s=cfg.rpc_timeout_s,
     )
-
-
-def _bulk_context(cfg: SuperNodeConfig) -> ssl.SSLContext | None:
-    """TLS of the SuperLink's bulk port: the same trust (and client certificate) as gRPC."""
-    if cfg.insecure or cfg.root_certificates is None:
-        return None
-    return client_context(cfg.root_certificates, cfg.ssl_certfile, cfg.ssl_keyfile)
 
 
 def _credentials(cfg: SuperNodeConfig) -> grpc.ChannelCredentials | None:

@@ -194,17 +194,23 @@ class BulkTarget:
     ) -> Callable[[int, memoryview], str | None]:
         """``push(node_id, data)`` of a :class:`BulkClient` whose upload tickets come from
         ``ticket(size)``."""
-        return self.client(lambda _node, _object, _upload, size: ticket(size)).push
+        client = BulkClient(
+            self.host,
+            lambda _node, _object, _upload, size: ticket(size),
+            context=self.context(),
+            timeout_s=self.timeout_s,
+        )
+        return client.push
 
-    def client(self, open_ticket: Callable[[int, str, bool, int], Ticket | None]) -> BulkClient:
-        context = None
-        if self.root_certificates is not None:
-            context = client_context(
-                Path(self.root_certificates),
-                Path(self.certfile) if self.certfile else None,
-                Path(self.keyfile) if self.keyfile else None,
-            )
-        return BulkClient(self.host, open_ticket, context=context, timeout_s=self.timeout_s)
+    def context(self) -> ssl.SSLContext | None:
+        """The TLS context to connect with (None: plain TCP)."""
+        if self.root_certificates is None:
+            return None
+        return client_context(
+            Path(self.root_certificates),
+            Path(self.certfile) if self.certfile else None,
+            Path(self.keyfile) if self.keyfile else None,
+        )
 
 
 class BulkClient:
